@@ -32,7 +32,8 @@ class InvalidInputError(EngineError, ValueError):
 class InputTooLongError(InvalidInputError):
     """An input is longer than the model's maximum length and truncation was refused."""
 
-    def __init__(self, message: str, *, length: int, max_length: int, param: str | None = None,
+    # Defaults keep the error picklable (BaseException.__reduce__ re-calls it with the message only).
+    def __init__(self, message: str, *, length: int = 0, max_length: int = 0, param: str | None = None,
                  index: int | None = None) -> None:
         super().__init__(message, param=param, index=index)
         self.length = length

@@ -1,0 +1,74 @@
+"""Wire types shared by every route: the error envelope, service information, health, models."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import WireModel
+
+__all__ = ["ErrorDetail", "ErrorResponse", "ModelCard", "ModelList", "ServedModel", "Limits", "InfoResponse",
+           "HealthResponse"]
+
+
+class ErrorDetail(WireModel):
+    message: str = Field(description="What went wrong, for a person.")
+    type: str = Field(description="Error class, e.g. invalid_request_error, rate_limit_error.")
+    param: str | None = Field(default=None, description="The request field at fault, when one is.")
+    code: str | int | None = Field(default=None, description="A stable machine-readable code.")
+
+
+class ErrorResponse(WireModel):
+    """Every error answer: `{"error": {"message", "type", "param", "code"}}` (what OpenAI clients parse)."""
+
+    error: ErrorDetail
+
+
+class ModelCard(WireModel):
+    """OpenAI `/v1/models` entry."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "qwen3-search"
+
+
+class ModelList(WireModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ServedModel(WireModel):
+    """One model the service serves."""
+
+    id: str = Field(description="The name requests use in their `model` field.")
+    kind: Literal["embedding", "reranker"]
+    source: str = Field(description="Folder or hub id the weights were loaded from.")
+    deployment: str = Field(description="The Ray Serve deployment that serves it.")
+    default: bool = Field(description="Used when a request names no model.")
+    max_length: int = Field(description="Maximum tokens per input (per query+document prompt for rerankers).")
+    dimensions: int | None = Field(default=None, description="Full embedding width (embedding models).")
+    pooling: str | None = None
+    default_instruction: str | None = None
+    prompts: dict[str, str] | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+
+class Limits(WireModel):
+    """Per-request limits; larger requests are answered 413."""
+
+    max_inputs_per_request: int
+    max_documents_per_request: int
+    max_request_bytes: int
+    auto_truncate: bool = Field(description="Whether over-long inputs are truncated when a request does not say.")
+
+
+class InfoResponse(WireModel):
+    version: str
+    models: list[ServedModel]
+    limits: Limits
+
+
+class HealthResponse(WireModel):
+    status: Literal["ok", "unavailable"]
+    deployments: dict[str, str] = Field(description="Each model deployment: `ok` or why it is not.")

@@ -1,0 +1,50 @@
+"""The application builder named by serve_config.yaml: `deployments.app:build_app`.
+
+No `from __future__ import annotations` here: Ray Serve reads the builder's annotation to
+validate `args` into `AppArgs`, and a string annotation would silently hand it a dict.
+"""
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from .config import AppArgs, EmbeddingModelConfig, RerankerModelConfig
+from .ingress import APIIngress
+from .replicas import Embedder, Reranker
+
+__all__ = ["build_app", "AppArgs"]
+
+
+def _deployment_name(config: EmbeddingModelConfig | RerankerModelConfig, base: str, position: int) -> str:
+    return config.deployment_name or (base if position == 0 else f"{base}-{position + 1}")
+
+
+def build_app(args: AppArgs) -> Application:
+    """Embedder and Reranker deployments (one per configured model) behind one HTTP ingress.
+
+    $EMBEDDER_MODEL and $RERANKER_MODEL replace the default models' weights, so
+    `serve run serve_config.yaml` serves local folders without editing the file.
+    """
+    if not isinstance(args, AppArgs):  # called from Python with a dict
+        args = AppArgs.model_validate(args or {})
+    args = args.with_environment()
+
+    catalog: list[dict[str, Any]] = []
+    handles: dict[str, Application] = {}
+    groups: list[tuple[str, str, type, list[Any]]] = [
+        ("embedding", "Embedder", Embedder, list(args.embedding_models)),
+        ("reranker", "Reranker", Reranker, list(args.reranker_models)),
+    ]
+    for kind, base, cls, configs in groups:
+        for position, config in enumerate(configs):
+            name = _deployment_name(config, base, position)
+            if name in handles:
+                raise ValueError(f"two models share the deployment name {name!r}; set deployment_name")
+            deployment = serve.deployment(cls).options(name=name, **config.deployment.serve_options())
+            handles[name] = deployment.bind(config)
+            catalog.append({"name": config.served_name(), "kind": kind, "source": config.model,
+                            "deployment": name, "default": position == 0})
+
+    ingress = serve.deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
+    return ingress.bind(catalog, handles, args.limits, args.api_keys_env, args.api_keys_file_env)

@@ -1,0 +1,208 @@
+"""Typed configuration of the Serve application (the `args` of serve_config.yaml).
+
+Every field has a description, a default, and (for the model sources) an environment
+variable. Ray's own option types validate the Ray options, so a typo in an
+`autoscaling_config` fails at build time instead of being ignored.
+"""
+
+import os
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "DeploymentOptions",
+    "EmbeddingModelConfig",
+    "RerankerModelConfig",
+    "LimitsConfig",
+    "AppArgs",
+    "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_RERANKER_MODEL",
+]
+
+DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DeploymentOptions(_Config):
+    """Ray Serve options of one deployment (see REFERENCE.md section 4)."""
+
+    num_replicas: int | None = Field(default=None, ge=0, description="Fixed replica count; excludes autoscaling.")
+    autoscaling_config: dict[str, Any] | None = Field(
+        default=None,
+        description="Ray Serve autoscaling (min_replicas, max_replicas, target_ongoing_requests, delays...). "
+        "Validated with ray.serve.config.AutoscalingConfig.",
+    )
+    max_ongoing_requests: int = Field(default=8, ge=1, description="Requests a replica handles at once.")
+    max_queued_requests: int = Field(
+        default=64, description="Requests a caller may queue for this deployment before getting 429 (-1: unlimited)."
+    )
+    ray_actor_options: dict[str, Any] = Field(
+        default_factory=lambda: {"num_cpus": 1},
+        description="Resources per replica: num_cpus, num_gpus (fractional allowed), memory, resources.",
+    )
+    health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between replica health checks.")
+    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A health check slower than this fails.")
+    graceful_shutdown_timeout_s: float = Field(
+        default=20.0, ge=0, description="Seconds a stopping replica gets to finish its requests."
+    )
+    retry_after_s: float = Field(default=1.0, ge=0, description="Retry-After sent with a 429 from this deployment.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeploymentOptions":
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        if self.autoscaling_config is not None:
+            from ray.serve.config import AutoscalingConfig
+
+            AutoscalingConfig.model_validate(self.autoscaling_config)  # rejects typos and bad ranges
+        if self.max_queued_requests < -1 or self.max_queued_requests == 0:
+            raise ValueError("max_queued_requests must be -1 (unlimited) or positive")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for `Deployment.options()`."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": dict(self.ray_actor_options),
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+            "backpressure_config": {"status_code": 429, "retry_after_s": self.retry_after_s},
+        }
+        if self.autoscaling_config is not None:
+            options["autoscaling_config"] = dict(self.autoscaling_config)
+        else:
+            options["num_replicas"] = 1 if self.num_replicas is None else self.num_replicas
+        return options
+
+
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _ModelConfig(_Config):
+    model: str = Field(description="Local folder or Hugging Face hub id of the weights.")
+    name: str | None = Field(
+        default=None,
+        description="Name requests use in `model`; defaults to the hub id, or a local folder's name.",
+    )
+    deployment_name: str | None = Field(
+        default=None, description="Ray Serve deployment name; defaults to Embedder/Reranker, then -2, -3..."
+    )
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: bfloat16 on GPU, float32 on CPU."
+    )
+    max_length: int = Field(default=8192, ge=16, description="Maximum tokens per input (model card: 8192).")
+    max_batch_tokens: int | None = Field(
+        default=None, ge=64, description="Padded tokens per forward pass; default 32768 on GPU, 4096 on CPU."
+    )
+    max_batch_size: int = Field(default=256, ge=1, description="Inputs per forward pass at most.")
+    batch_wait_ms: float = Field(
+        default=0.0, ge=0,
+        description="How long an idle replica waits for more requests before a batch; 0: start at once (requests "
+        "arriving while a batch computes still share the next one).",
+    )
+    max_queued_tokens: int = Field(
+        default=1 << 20, ge=1, description="Tokens a replica queues before refusing requests with 429."
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for torch in the replica (default: Ray's OMP_NUM_THREADS)."
+    )
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions, description="Ray Serve options.")
+
+    @field_validator("deployment_name")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DEPLOYMENT_NAME.match(value):
+            raise ValueError("deployment_name must be 1-63 letters, digits, '_', '.' or '-'")
+        return value
+
+    def served_name(self) -> str:
+        if self.name:
+            return self.name
+        path = os.path.expanduser(self.model)
+        return os.path.basename(os.path.normpath(path)) if os.path.isdir(path) else self.model
+
+
+class EmbeddingModelConfig(_ModelConfig):
+    """One embedding model, served by its own deployment."""
+
+    model: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="Local folder or hub id of the weights.")
+
+
+class RerankerModelConfig(_ModelConfig):
+    """One Qwen3-Reranker model, served by its own deployment."""
+
+    model: str = Field(default=DEFAULT_RERANKER_MODEL, description="Local folder or hub id of the weights.")
+    prefix_cache_min_documents: int = Field(
+        default=2, ge=1, description="Share the query prefix's KV cache when a query has at least this many documents."
+    )
+
+
+class LimitsConfig(_Config):
+    """What one request may ask; more is answered 413."""
+
+    max_inputs_per_request: int = Field(default=2048, ge=1, description="Texts per embedding request (OpenAI: 2048).")
+    max_documents_per_request: int = Field(default=1000, ge=1, description="Documents per rerank/score request.")
+    max_request_bytes: int = Field(default=32 << 20, ge=1024, description="Largest request body accepted.")
+    auto_truncate: bool = Field(
+        default=True, description="Truncate over-long inputs when a request does not say; false answers 413."
+    )
+
+
+class AppArgs(_Config):
+    """Arguments of `deployments.app:build_app`."""
+
+    embedding_models: list[EmbeddingModelConfig] = Field(
+        default_factory=lambda: [EmbeddingModelConfig()],
+        description="Embedding models, each its own deployment; the first is the default. "
+        "$EMBEDDER_MODEL replaces the first one's `model`.",
+    )
+    reranker_models: list[RerankerModelConfig] = Field(
+        default_factory=lambda: [RerankerModelConfig()],
+        description="Reranker models, each its own deployment; the first is the default. "
+        "$RERANKER_MODEL replaces the first one's `model`.",
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Per-request limits.")
+    ingress: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256,
+                                                  max_queued_requests=-1),
+        description="Ray Serve options of the HTTP ingress deployment.",
+    )
+    api_keys_env: str = Field(
+        default="QWEN3_SEARCH_API_KEYS",
+        description="Environment variable with comma-separated API keys; unset or empty: no authentication.",
+    )
+    api_keys_file_env: str = Field(
+        default="QWEN3_SEARCH_API_KEYS_FILE",
+        description="Environment variable naming a file (e.g. a mounted Secret) with one API key per line.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "AppArgs":
+        if not self.embedding_models or not self.reranker_models:
+            raise ValueError("configure at least one embedding model and one reranker model")
+        for kind, models in (("embedding", self.embedding_models), ("reranker", self.reranker_models)):
+            names = [m.served_name() for m in models]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} model names must be unique, got {names}; set `name` to tell them apart")
+        return self
+
+    def with_environment(self, environ: dict[str, str] | None = None) -> "AppArgs":
+        """A copy with $EMBEDDER_MODEL / $RERANKER_MODEL applied to the default models."""
+        env = os.environ if environ is None else environ
+        updated = self.model_copy(deep=True)
+        if env.get("EMBEDDER_MODEL"):
+            updated.embedding_models[0] = updated.embedding_models[0].model_copy(
+                update={"model": env["EMBEDDER_MODEL"]})
+        if env.get("RERANKER_MODEL"):
+            updated.reranker_models[0] = updated.reranker_models[0].model_copy(
+                update={"model": env["RERANKER_MODEL"]})
+        return AppArgs.model_validate(updated.model_dump())

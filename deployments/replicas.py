@@ -1,0 +1,184 @@
+"""The model deployments: `Embedder` and `Reranker`, one engine and one batcher per replica.
+
+These are plain classes; `deployments.app` turns them into Ray Serve deployments with the
+options from the config, so they can also be built and called directly in a test. Model
+work never runs on the replica's event loop: tokenisation goes to a worker thread and
+every forward pass to the batcher's compute thread, so health checks, pings and new
+arrivals are answered while a batch computes.
+"""
+
+import asyncio
+import os
+from typing import Any
+
+import numpy as np
+
+from .batcher import TokenBudgetBatcher
+from .config import EmbeddingModelConfig, RerankerModelConfig
+from .engine import EmbeddingEngine, RerankEngine, RerankInputs
+from .engine.vectors import check_dimensions, truncate_and_normalize
+from .batcher import QueueFullError
+from .engine.errors import EngineError
+from .jobs import EmbedJob, EmbedOutcome, Refusal, ReplicaReport, RerankJob, RerankOutcome
+
+__all__ = ["Embedder", "Reranker"]
+
+
+def _replica_name(fallback: str) -> str:
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # noqa: BLE001 - outside Serve (tests, benchmarks)
+        return f"{fallback}-{os.getpid()}"
+
+
+def _set_torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+class _ModelReplica:
+    batcher: TokenBudgetBatcher
+
+    def __init__(self, name: str) -> None:
+        self.replica = _replica_name(name)
+
+    def _report(self) -> ReplicaReport:
+        return ReplicaReport(
+            replica=self.replica,
+            queued_tokens=self.batcher.queued_tokens,
+            queued_requests=self.batcher.queued_requests,
+            batch_sizes=self.batcher.drain_batch_sizes(),
+        )
+
+    async def ping(self) -> str:
+        """Answered from the event loop, even while a batch computes."""
+        return "ok"
+
+    def __del__(self) -> None:
+        batcher = getattr(self, "batcher", None)
+        if batcher is not None:
+            batcher.close()
+
+
+class Embedder(_ModelReplica):
+    """Serves one embedding model."""
+
+    def __init__(self, config: EmbeddingModelConfig) -> None:
+        super().__init__("embedder")
+        _set_torch_threads(config.torch_threads)
+        self.config = config
+        self.engine = EmbeddingEngine.load(
+            config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
+            max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
+        )
+        self.batcher = TokenBudgetBatcher(
+            lambda rows: list(self.engine.pool(rows)),
+            max_batch_tokens=self.engine.max_batch_tokens,
+            max_batch_size=config.max_batch_size,
+            max_queued_tokens=config.max_queued_tokens,
+            batch_wait_s=config.batch_wait_ms / 1000,
+            retry_after_s=config.deployment.retry_after_s,
+            name=f"embedder[{config.served_name()}]",
+        )
+
+    def _tokenize(self, job: EmbedJob) -> list[list[int]]:
+        options: dict[str, Any] = {"truncate": job.truncate, "truncation_direction": job.truncation_direction}
+        if job.token_ids is not None:
+            return self.engine.prepare_token_ids(job.token_ids, **options)
+        return self.engine.tokenize(job.texts or [], instruction=job.instruction, prompt_name=job.prompt_name,
+                                    **options)
+
+    async def embed(self, job: EmbedJob) -> EmbedOutcome | Refusal:
+        try:
+            return await self._embed(job)
+        except (EngineError, QueueFullError) as exc:
+            return Refusal(exc)
+
+    async def _embed(self, job: EmbedJob) -> EmbedOutcome:
+        check_dimensions(job.dimensions, self.engine.dimensions)
+        token_ids = await asyncio.to_thread(self._tokenize, job)
+        pooled, timings = await self.batcher.submit(token_ids, [len(ids) for ids in token_ids])
+        vectors = truncate_and_normalize(np.stack(pooled), job.dimensions, job.normalize)
+        return EmbedOutcome(vectors=vectors, token_counts=[len(ids) for ids in token_ids], timings=timings,
+                            report=self._report())
+
+    async def describe(self) -> dict[str, Any]:
+        info = self.engine.info
+        return {"kind": "embedding", "source": self.config.model, "dimensions": info.dimensions,
+                "max_length": info.max_length, "pooling": info.pooling,
+                "default_instruction": info.default_instruction, "prompts": info.prompts, "device": info.device,
+                "dtype": info.dtype}
+
+    def check_health(self) -> None:
+        self.engine.check_health()
+
+
+class Reranker(_ModelReplica):
+    """Serves one Qwen3-Reranker model."""
+
+    def __init__(self, config: RerankerModelConfig) -> None:
+        super().__init__("reranker")
+        _set_torch_threads(config.torch_threads)
+        self.config = config
+        self.engine = RerankEngine.load(
+            config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
+            max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
+            prefix_cache_min_documents=config.prefix_cache_min_documents,
+        )
+        self.batcher = TokenBudgetBatcher(
+            self._run_batch,
+            max_batch_tokens=self.engine.max_batch_tokens,
+            max_batch_size=config.max_batch_size,
+            max_queued_tokens=config.max_queued_tokens,
+            batch_wait_s=config.batch_wait_ms / 1000,
+            retry_after_s=config.deployment.retry_after_s,
+            name=f"reranker[{config.served_name()}]",
+        )
+
+    def _run_batch(self, items: list[tuple[RerankInputs, int]]) -> list[float]:
+        # Items of one query stay together so its shared prefix is computed once per batch.
+        groups: dict[int, tuple[RerankInputs, list[int]]] = {}
+        for position, (inputs, doc) in enumerate(items):
+            groups.setdefault(id(inputs), (inputs, []))[1].append(position)
+        batch_groups = [RerankInputs(inputs.shared, [inputs.documents[items[p][1]] for p in positions])
+                        for inputs, positions in groups.values()]
+        out = [0.0] * len(items)
+        for (_, positions), logits in zip(groups.values(), self.engine.logits(batch_groups), strict=True):
+            for position, value in zip(positions, logits, strict=True):
+                out[position] = float(value)
+        return out
+
+    def _prepare(self, job: RerankJob) -> list[RerankInputs]:
+        return [self.engine.prepare(query, documents, instruction=job.instruction, truncate=job.truncate,
+                                    max_tokens_per_document=job.max_tokens_per_document)
+                for query, documents in job.groups]
+
+    async def rerank(self, job: RerankJob) -> RerankOutcome | Refusal:
+        try:
+            return await self._rerank(job)
+        except (EngineError, QueueFullError) as exc:
+            return Refusal(exc)
+
+    async def _rerank(self, job: RerankJob) -> RerankOutcome:
+        prepared = await asyncio.to_thread(self._prepare, job)
+        items = [(inputs, d) for inputs in prepared for d in range(len(inputs.documents))]
+        lengths = [len(inputs.shared) + len(inputs.documents[d]) for inputs, d in items]
+        flat, timings = await self.batcher.submit(items, lengths)
+        logits, start = [], 0
+        for inputs in prepared:
+            logits.append(np.asarray(flat[start : start + len(inputs.documents)], dtype=np.float32))
+            start += len(inputs.documents)
+        return RerankOutcome(logits=logits, token_counts=[inputs.token_counts for inputs in prepared],
+                             timings=timings, report=self._report())
+
+    async def describe(self) -> dict[str, Any]:
+        info = self.engine.info
+        return {"kind": "reranker", "source": self.config.model, "max_length": info.max_length,
+                "default_instruction": info.default_instruction, "device": info.device, "dtype": info.dtype}
+
+    def check_health(self) -> None:
+        self.engine.check_health()
