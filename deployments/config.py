@@ -16,6 +16,7 @@ __all__ = [
     "EmbeddingModelConfig",
     "RerankerModelConfig",
     "LimitsConfig",
+    "IndexConfig",
     "AppArgs",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_RERANKER_MODEL",
@@ -157,6 +158,22 @@ class LimitsConfig(_Config):
     )
 
 
+class IndexConfig(_Config):
+    """Durable document collections and their search index."""
+
+    storage_path: str = Field(
+        default="data/index",
+        description="Folder of the durable store (a PersistentVolume on Kubernetes); "
+        "$QWEN3_SEARCH_DATA_DIR overrides it.",
+    )
+    shards: int = Field(default=1, ge=1, le=64, description="Index shard deployments; documents go by id hash.")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+                                                  max_queued_requests=256),
+        description="Ray Serve options of each index shard deployment.",
+    )
+
+
 class AppArgs(_Config):
     """Arguments of `deployments.app:build_app`."""
 
@@ -171,6 +188,7 @@ class AppArgs(_Config):
         "$RERANKER_MODEL replaces the first one's `model`.",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Per-request limits.")
+    index: IndexConfig = Field(default_factory=IndexConfig, description="Document collections and search index.")
     ingress: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256,
                                                   max_queued_requests=-1),

