@@ -12,8 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -23,6 +22,16 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.types import (
+    Collection,
+    CollectionList,
+    CountResponse,
+    CreateCollectionRequest,
+    DeleteResponse,
+    SearchRequest,
+    SearchResult,
+    StoredDocument,
+    UpsertRequest,
+    UpsertResponse,
     CohereRerankRequest,
     CohereRerankResponse,
     EmbeddingRequest,
@@ -43,16 +52,16 @@ from clients.types import (
     TEIRerankResult,
 )
 
+from .catalog import ModelEntry, ModelKind, resolve_entry
 from .config import LimitsConfig
 from .engine.reranking import sigmoid
 from .errors import AuthenticationFailed, InvalidRequest, MalformedRequest, RequestTooLarge, UnknownModel, error_body
 from .jobs import EmbedJob, EmbedOutcome, RerankJob, RerankOutcome
 from .metrics import CONTENT_TYPE, APIMetrics
 
-__all__ = ["VERSION", "ModelEntry", "ModelService", "create_app", "JSONBody"]
+__all__ = ["VERSION", "ModelEntry", "ModelService", "create_app", "JSONBody", "resolve_entry"]
 
 VERSION = "0.1.0"
-ModelKind = Literal["embedding", "reranker"]
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -64,18 +73,6 @@ class JSONBody(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-@dataclass
-class ModelEntry:
-    """One served model as the HTTP layer sees it."""
-
-    name: str
-    kind: ModelKind
-    source: str
-    deployment: str
-    default: bool
-    handle: Any = field(default=None, repr=False)
 
 
 class ModelService(Protocol):
@@ -97,17 +94,9 @@ class ModelService(Protocol):
 
     def api_keys(self) -> frozenset[str]: ...
 
-
-def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:
-    """The model a request names (by served name or source), or the default one of that kind."""
-    candidates = [e for e in entries if e.kind == kind]
-    if name is None:
-        return next(e for e in candidates if e.default)
-    for entry in candidates:
-        if name in (entry.name, entry.source):
-            return entry
-    known = ", ".join(e.name for e in candidates)
-    raise UnknownModel(f"model {name!r} is not served here; {kind} models: {known}", param="model")
+    async def pipeline(self, method: str, *args: Any) -> Any:
+        """Call a SearchPipeline method; raises the typed error of a refused request."""
+        ...
 
 
 # ---------------------------------------------------------------- middleware
@@ -300,9 +289,8 @@ def create_app(service: Callable[[], ModelService] | None = None, *, echo_reques
         texts, ids = _split_input(body.input, limits)
         if body.instruction is not None and body.input_type == "document":
             raise InvalidRequest("an instruction embeds queries; drop input_type=document", param="input_type")
-        prompt_name = "query" if body.input_type == "query" and body.instruction is None else None
         entry, outcome = await embed(request, body.model, EmbedJob(
-            texts=texts, token_ids=ids, instruction=body.instruction, prompt_name=prompt_name,
+            texts=texts, token_ids=ids, instruction=body.instruction, input_type=body.input_type,
             dimensions=body.dimensions, truncate=limits.auto_truncate,
         ))
         vectors = outcome.vectors
@@ -422,6 +410,72 @@ def create_app(service: Callable[[], ModelService] | None = None, *, echo_reques
     @app.post("/v1/score", response_model=ScoreResponse, tags=["rerank"], summary="vLLM score (v1 path)")
     async def v1_score(body: ScoreRequest, request: Request) -> Response:
         return await vllm_score(body, request)
+
+    # ------------------------------------------------------------ collections and search
+    @app.put("/v1/collections/{name}", response_model=Collection, status_code=201, tags=["collections"],
+             summary="Create a collection (201), or confirm an identical one (200); 409 if it differs",
+             responses={200: {"model": Collection}})
+    async def create_collection(name: str, body: CreateCollectionRequest | None = None) -> Response:
+        body = body or CreateCollectionRequest()
+        record, created = await get_service().pipeline("create_collection", name, body.model, body.dimensions,
+                                                       body.index)
+        return JSONBody(record, status_code=201 if created else 200)
+
+    @app.get("/v1/collections", response_model=CollectionList, tags=["collections"], summary="List collections")
+    async def list_collections() -> Response:
+        return JSONBody({"collections": await get_service().pipeline("list_collections")})
+
+    @app.get("/v1/collections/{name}", response_model=Collection, tags=["collections"], summary="A collection")
+    async def get_collection(name: str) -> Response:
+        return JSONBody(await get_service().pipeline("get_collection", name))
+
+    @app.delete("/v1/collections/{name}", tags=["collections"], summary="Delete a collection and its documents")
+    async def delete_collection(name: str) -> Response:
+        return JSONBody(await get_service().pipeline("delete_collection", name))
+
+    @app.get("/v1/collections/{name}/count", response_model=CountResponse, tags=["collections"],
+             summary="Documents in a collection")
+    async def count_documents(name: str) -> Response:
+        return JSONBody(await get_service().pipeline("count", name))
+
+    @app.post("/v1/collections/{name}/documents", response_model=UpsertResponse, tags=["collections"],
+              summary="Insert or replace documents (idempotent by id)")
+    async def upsert_documents(name: str, body: UpsertRequest) -> Response:
+        svc = get_service()
+        limit = svc.limits.max_documents_per_upsert
+        if len(body.documents) > limit:
+            raise RequestTooLarge(f"{len(body.documents)} documents in one upload; the limit is {limit}",
+                                  param="documents")
+        documents = [d.model_dump() for d in body.documents]
+        return JSONBody(await svc.pipeline("upsert", name, documents))
+
+    @app.get("/v1/collections/{name}/documents/{doc_id:path}", response_model=StoredDocument,
+             tags=["collections"], summary="A stored document")
+    async def get_document(name: str, doc_id: str) -> Response:
+        return JSONBody(await get_service().pipeline("get_document", name, doc_id))
+
+    @app.delete("/v1/collections/{name}/documents/{doc_id:path}", response_model=DeleteResponse,
+                tags=["collections"], summary="Delete a document")
+    async def delete_document(name: str, doc_id: str) -> Response:
+        return JSONBody(await get_service().pipeline("delete_document", name, doc_id))
+
+    @app.post("/v1/collections/{name}/search", response_model=SearchResult | list[SearchResult],
+              tags=["collections"], summary="Embed the query, search the index, rerank the candidates")
+    async def search(name: str, body: SearchRequest, request: Request) -> Response:
+        limits = get_service().limits
+        queries = body.queries()
+        for value, limit, param in ((body.top_k, limits.max_top_k, "top_k"), (body.top_n, limits.max_top_n, "top_n"),
+                                    (len(queries), limits.max_queries_per_search, "query")):
+            if value > limit:
+                raise RequestTooLarge(f"{param} is {value}; the limit is {limit}", param=param)
+        outcome = await get_service().pipeline("search", name, {
+            "queries": queries, "top_k": body.top_k, "top_n": body.top_n, "instruction": body.instruction,
+            "filter": body.filter, "rerank": body.rerank, "reranker": body.reranker,
+            "return_metadata": body.return_metadata, "exact": body.exact,
+        })
+        request.state.timings = (outcome["queue_s"], outcome["inference_s"], outcome["tokens"])
+        answers = [{"results": results, "timings": outcome["timings"]} for results in outcome["results"]]
+        return JSONBody(answers[0] if isinstance(body.query, str) else answers)
 
     @app.get("/v1/models", response_model=ModelList, tags=["service"], summary="OpenAI model list")
     async def models() -> Response:

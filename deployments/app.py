@@ -10,7 +10,9 @@ from ray import serve
 from ray.serve import Application
 
 from .config import AppArgs, EmbeddingModelConfig, RerankerModelConfig
+from .index import IndexShard
 from .ingress import APIIngress
+from .pipeline import SearchPipeline
 from .replicas import Embedder, Reranker
 
 __all__ = ["build_app", "AppArgs"]
@@ -21,7 +23,8 @@ def _deployment_name(config: EmbeddingModelConfig | RerankerModelConfig, base: s
 
 
 def build_app(args: AppArgs) -> Application:
-    """Embedder and Reranker deployments (one per configured model) behind one HTTP ingress.
+    """Embedder and Reranker deployments (one per configured model), index shards and the search
+    pipeline, behind one HTTP ingress.
 
     $EMBEDDER_MODEL and $RERANKER_MODEL replace the default models' weights, so
     `serve run serve_config.yaml` serves local folders without editing the file.
@@ -46,5 +49,15 @@ def build_app(args: AppArgs) -> Application:
             catalog.append({"name": config.served_name(), "kind": kind, "source": config.model,
                             "deployment": name, "default": position == 0})
 
+    index = args.index
+    shards = [
+        serve.deployment(IndexShard).options(name=f"IndexShard-{i}", **index.deployment.serve_options())
+        .bind(i, index.shards, index.storage_path, index.hnsw_threshold, index.expansion_search)
+        for i in range(index.shards)
+    ]
+    pipeline = serve.deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
+        catalog, handles, shards)
+    components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
     ingress = serve.deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
-    return ingress.bind(catalog, handles, args.limits, args.api_keys_env, args.api_keys_file_env)
+    return ingress.bind(catalog, handles, pipeline, components, args.limits, args.api_keys_env,
+                        args.api_keys_file_env)

@@ -153,6 +153,10 @@ class LimitsConfig(_Config):
     max_inputs_per_request: int = Field(default=2048, ge=1, description="Texts per embedding request (OpenAI: 2048).")
     max_documents_per_request: int = Field(default=1000, ge=1, description="Documents per rerank/score request.")
     max_request_bytes: int = Field(default=32 << 20, ge=1024, description="Largest request body accepted.")
+    max_documents_per_upsert: int = Field(default=1024, ge=1, description="Documents per upsert request.")
+    max_top_k: int = Field(default=1000, ge=1, description="Largest `top_k` (ANN candidates) per search.")
+    max_top_n: int = Field(default=1000, ge=1, description="Largest `top_n` (results) per search.")
+    max_queries_per_search: int = Field(default=64, ge=1, description="Queries in one search request.")
     auto_truncate: bool = Field(
         default=True, description="Truncate over-long inputs when a request does not say; false answers 413."
     )
@@ -167,11 +171,22 @@ class IndexConfig(_Config):
         "$QWEN3_SEARCH_DATA_DIR overrides it.",
     )
     shards: int = Field(default=1, ge=1, le=64, description="Index shard deployments; documents go by id hash.")
+    hnsw_threshold: int = Field(
+        default=20000, ge=0,
+        description="Per shard, an `auto` collection switches from exact search to HNSW at this many documents.",
+    )
+    expansion_search: int = Field(default=128, ge=1, description="HNSW search breadth (higher: better recall).")
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
                                                   max_queued_requests=256),
-        description="Ray Serve options of each index shard deployment.",
+        description="Ray Serve options of each index shard deployment (always one replica: a shard owns its file).",
     )
+
+    @model_validator(mode="after")
+    def _one_replica_per_shard(self) -> "IndexConfig":
+        if self.deployment.autoscaling_config is not None or (self.deployment.num_replicas or 1) != 1:
+            raise ValueError("an index shard runs exactly one replica; scale the index with `shards`")
+        return self
 
 
 class AppArgs(_Config):
@@ -189,6 +204,11 @@ class AppArgs(_Config):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Per-request limits.")
     index: IndexConfig = Field(default_factory=IndexConfig, description="Document collections and search index.")
+    pipeline: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64,
+                                                  max_queued_requests=-1),
+        description="Ray Serve options of the search pipeline deployment (stateless; may autoscale).",
+    )
     ingress: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256,
                                                   max_queued_requests=-1),

@@ -11,6 +11,7 @@ from clients.types import ErrorDetail, ErrorResponse
 
 from .batcher import QueueFullError
 from .engine.errors import EngineError, InputTooLongError, InvalidInputError, ModelLoadError
+from .index.errors import CollectionConflict, CollectionNotFound, DocumentNotFound, StorageLayoutError
 
 __all__ = [
     "APIError",
@@ -96,6 +97,9 @@ ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
     (MalformedRequest, ErrorMapping(400, "invalid_request_error", "invalid_json")),
     (AuthenticationFailed, ErrorMapping(401, "authentication_error", "invalid_api_key")),
     (UnknownModel, ErrorMapping(404, "not_found_error", "model_not_found")),
+    (CollectionNotFound, ErrorMapping(404, "not_found_error", "collection_not_found")),
+    (DocumentNotFound, ErrorMapping(404, "not_found_error", "document_not_found")),
+    (CollectionConflict, ErrorMapping(409, "conflict_error", "collection_conflict")),
     (RequestTooLarge, ErrorMapping(413, "invalid_request_error", "request_too_large")),
     (InputTooLongError, ErrorMapping(413, "invalid_request_error", "input_too_long")),
     (InvalidInputError, ErrorMapping(422, "invalid_request_error", "invalid_input")),
@@ -103,6 +107,7 @@ ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
     (QueueFullError, ErrorMapping(429, "rate_limit_error", "queue_full", 1.0)),
     (ServiceUnavailable, ErrorMapping(503, "service_unavailable_error", "unavailable", 5.0)),
     (ModelLoadError, ErrorMapping(503, "service_unavailable_error", "model_not_loaded", 5.0)),
+    (StorageLayoutError, ErrorMapping(503, "service_unavailable_error", "storage_layout", 30.0)),
     *_ray_errors(),
 ]
 INTERNAL = ErrorMapping(500, "internal_error", "internal_error")

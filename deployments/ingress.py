@@ -11,7 +11,8 @@ from ray.serve.exceptions import BackPressureError
 
 from clients.types import ServedModel
 
-from .api import ModelEntry, ModelKind, create_app, read_api_keys, resolve_entry
+from .api import create_app, read_api_keys
+from .catalog import ModelEntry, ModelKind, resolve_entry
 from .batcher import QueueFullError
 from .config import LimitsConfig
 from .errors import ServiceUnavailable
@@ -27,8 +28,10 @@ class HandleModelService:
     """The ModelService of the HTTP layer, backed by Serve deployment handles."""
 
     def __init__(self, entries: list[ModelEntry], limits: LimitsConfig, keys_env: str, keys_file_env: str,
-                 health_timeout_s: float = 5.0) -> None:
+                 pipeline: Any, components: dict[str, Any], health_timeout_s: float = 5.0) -> None:
         self.entries = entries
+        self._pipeline = pipeline
+        self._components = components
         self.limits = limits
         self.metrics = APIMetrics()
         self._keys_env, self._keys_file_env = keys_env, keys_file_env
@@ -74,6 +77,16 @@ class HandleModelService:
     async def rerank(self, entry: ModelEntry, job: RerankJob) -> RerankOutcome:
         return await self._call(entry, "rerank", job, sum(len(docs) for _, docs in job.groups))
 
+    async def pipeline(self, method: str, *args: Any) -> Any:
+        try:
+            outcome = await getattr(self._pipeline, method).remote(*args)
+        except BackPressureError as exc:
+            raise QueueFullError(f"the search pipeline is at capacity ({exc.message}); retry later",
+                                 retry_after_s=exc.retry_after_s or 1.0) from exc
+        if isinstance(outcome, Refusal):
+            raise outcome.error
+        return outcome
+
     async def describe(self) -> list[ServedModel]:
         missing = [e for e in self.entries if e.name not in self._described]
         answers = await asyncio.gather(*(e.handle.describe.remote() for e in missing))
@@ -83,26 +96,27 @@ class HandleModelService:
         return [self._described[e.name] for e in self.entries]
 
     async def health(self) -> dict[str, str]:
-        async def ping(entry: ModelEntry) -> str:
+        async def ping(handle: Any) -> str:
             try:
-                return await asyncio.wait_for(entry.handle.ping.remote(), self.health_timeout_s)
+                return await asyncio.wait_for(handle.ping.remote(), self.health_timeout_s)
             except TimeoutError:
                 return f"no answer within {self.health_timeout_s:g}s"
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
 
-        states = await asyncio.gather(*(ping(e) for e in self.entries))
-        return {e.deployment: s for e, s in zip(self.entries, states, strict=True)}
+        targets = {e.deployment: e.handle for e in self.entries} | self._components
+        states = await asyncio.gather(*(ping(handle) for handle in targets.values()))
+        return dict(zip(targets, states, strict=True))
 
 
 @serve.ingress()
 class APIIngress:
     """HTTP entry point. `handles` maps each model deployment's name to its handle."""
 
-    def __init__(self, catalog: list[dict[str, Any]], handles: dict[str, Any], limits: LimitsConfig,
-                 api_keys_env: str, api_keys_file_env: str) -> None:
+    def __init__(self, catalog: list[dict[str, Any]], handles: dict[str, Any], pipeline: Any,
+                 components: dict[str, Any], limits: LimitsConfig, api_keys_env: str, api_keys_file_env: str) -> None:
         entries = [ModelEntry(handle=handles[item["deployment"]], **item) for item in catalog]
-        self.service = HandleModelService(entries, limits, api_keys_env, api_keys_file_env)
+        self.service = HandleModelService(entries, limits, api_keys_env, api_keys_file_env, pipeline, components)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica after __init__, so the routes reach this replica's service.

@@ -29,6 +29,8 @@ class EmbedJob:
     token_ids: list[list[int]] | None = None
     instruction: str | None = None
     prompt_name: str | None = None
+    input_type: Literal["query", "document"] | None = None
+    """`query`: the model's own query prompt when it has one (ignored with an instruction)."""
     dimensions: int | None = None
     normalize: bool = True
     truncate: bool = True

@@ -89,8 +89,10 @@ class Embedder(_ModelReplica):
         options: dict[str, Any] = {"truncate": job.truncate, "truncation_direction": job.truncation_direction}
         if job.token_ids is not None:
             return self.engine.prepare_token_ids(job.token_ids, **options)
-        return self.engine.tokenize(job.texts or [], instruction=job.instruction, prompt_name=job.prompt_name,
-                                    **options)
+        prompt_name = job.prompt_name
+        if job.instruction is None and prompt_name is None and job.input_type == "query":
+            prompt_name = "query" if "query" in self.engine.files.prompts else None
+        return self.engine.tokenize(job.texts or [], instruction=job.instruction, prompt_name=prompt_name, **options)
 
     async def embed(self, job: EmbedJob) -> EmbedOutcome | Refusal:
         try:

@@ -94,7 +94,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_app(model_factory, minilm_dir):
+def serve_app(model_factory, minilm_dir, tmp_path_factory):
     """One real Ray Serve application for the whole session, reached over HTTP.
 
     Models: tiny random Qwen3 embedding ("tiny-qwen", default) and reranker ("tiny-reranker"),
@@ -104,6 +104,6 @@ def serve_app(model_factory, minilm_dir):
     from tests.serve_harness import start_serve_app
 
     app = start_serve_app(model_factory, minilm_dir, port=_free_port(), api_key=API_KEY,
-                          tokenizer=default_tokenizer_source())
+                          tokenizer=default_tokenizer_source(), storage=tmp_path_factory.mktemp("index"))
     yield app
     app.stop()

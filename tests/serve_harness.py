@@ -14,7 +14,32 @@ class ServeApp:
     url: str
     api_key: str
     folders: dict[str, Path]
+    storage: Path
     _engines: dict[str, Any] = field(default_factory=dict)
+
+    def deploy(self) -> None:
+        """(Re)deploy the application and wait until /health answers 200."""
+        from ray import serve
+
+        from deployments.app import build_app
+
+        serve.run(build_app(app_args_for_tests(self.folders, self.storage)), name="qwen3-search", route_prefix="/")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=10).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("the Serve application did not become healthy in 180 s")
+
+    def restart(self) -> None:
+        """Delete the whole application (every replica stops) and deploy it again on the same storage."""
+        from ray import serve
+
+        serve.delete("qwen3-search")
+        self.deploy()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -43,7 +68,7 @@ class ServeApp:
         ray.shutdown()
 
 
-def app_args_for_tests(folders: dict[str, Path]) -> dict[str, Any]:
+def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any]:
     small = {"ray_actor_options": {"num_cpus": 0.5}, "health_check_period_s": 1.0, "health_check_timeout_s": 10.0}
     return {
         "embedding_models": [
@@ -58,16 +83,19 @@ def app_args_for_tests(folders: dict[str, Path]) -> dict[str, Any]:
         "reranker_models": [
             {"model": str(folders["tiny-reranker"]), "name": "tiny-reranker", "deployment": small},
         ],
-        "limits": {"max_inputs_per_request": 64, "max_documents_per_request": 50, "max_request_bytes": 1 << 20},
+        "limits": {"max_inputs_per_request": 64, "max_documents_per_request": 50, "max_request_bytes": 1 << 20,
+                   "max_documents_per_upsert": 200, "max_top_k": 200, "max_top_n": 50},
+        "index": {"storage_path": str(storage), "shards": 2, "hnsw_threshold": 40,
+                  "deployment": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1}},
+        "pipeline": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1},
         "ingress": {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": -1},
     }
 
 
-def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key: str, tokenizer: str) -> ServeApp:
+def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key: str, tokenizer: str,
+                    storage: Path) -> ServeApp:
     import ray
     from ray import serve
-
-    from deployments.app import build_app
 
     folders = {
         "tiny-qwen": model_factory("embedding", tokenizer),
@@ -78,14 +106,6 @@ def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key:
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=bool(os.environ.get("TEST_RAY_LOGS")),
              runtime_env={"env_vars": env})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(app_args_for_tests(folders)), name="qwen3-search", route_prefix="/")
-    app = ServeApp(url=f"http://127.0.0.1:{port}", api_key=api_key, folders=folders)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{app.url}/health", timeout=10).status_code == 200:
-                return app
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the Serve application did not become healthy in 120 s")
+    app = ServeApp(url=f"http://127.0.0.1:{port}", api_key=api_key, folders=folders, storage=storage)
+    app.deploy()
+    return app

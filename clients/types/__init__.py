@@ -3,6 +3,24 @@
 Importing this package needs pydantic alone: no Ray, no torch, nothing from `deployments`.
 """
 
+from .collections import (
+    COLLECTION_NAME_PATTERN,
+    Collection,
+    CollectionList,
+    CountResponse,
+    CreateCollectionRequest,
+    DeleteResponse,
+    Document,
+    IndexType,
+    MetadataFilter,
+    SearchHit,
+    SearchRequest,
+    SearchResult,
+    SearchTimings,
+    StoredDocument,
+    UpsertRequest,
+    UpsertResponse,
+)
 from .common import ErrorDetail, ErrorResponse, HealthResponse, InfoResponse, Limits, ModelCard, ModelList, ServedModel
 from .embeddings import (
     Embedding,
@@ -32,6 +50,9 @@ from .rerank import (
 )
 
 __all__ = [
+    "COLLECTION_NAME_PATTERN", "Collection", "CollectionList", "CountResponse", "CreateCollectionRequest",
+    "DeleteResponse", "Document", "IndexType", "MetadataFilter", "SearchHit", "SearchRequest", "SearchResult",
+    "SearchTimings", "StoredDocument", "UpsertRequest", "UpsertResponse",
     "CohereRerankMeta", "CohereRerankRequest", "CohereRerankResponse", "CohereRerankResult", "Embedding",
     "EmbeddingInput", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ErrorDetail", "ErrorResponse",
     "HealthResponse", "InfoResponse", "Limits", "ModelCard", "ModelList", "RerankDocument", "RerankRequest",

@@ -60,6 +60,10 @@ class Limits(WireModel):
     max_inputs_per_request: int
     max_documents_per_request: int
     max_request_bytes: int
+    max_documents_per_upsert: int = 1024
+    max_top_k: int = 1000
+    max_top_n: int = 1000
+    max_queries_per_search: int = 64
     auto_truncate: bool = Field(description="Whether over-long inputs are truncated when a request does not say.")
 
 

@@ -44,7 +44,8 @@ def test_health_is_open_and_reports_every_deployment(serve_app):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["deployments"]) == {"Embedder", "Embedder-2", "Embedder-3", "Embedder-4", "Reranker"}
+    assert set(body["deployments"]) == {"Embedder", "Embedder-2", "Embedder-3", "Embedder-4", "Reranker",
+                                        "SearchPipeline", "IndexShard-0", "IndexShard-1"}
     assert set(body["deployments"].values()) == {"ok"}
 
 
@@ -58,7 +59,8 @@ def test_info_lists_models_dimensions_and_limits(http, serve_app):
     assert models["tiny-reranker"]["kind"] == "reranker"
     assert models["tiny-reranker"]["default_instruction"] == DEFAULT_INSTRUCTION
     assert body["limits"] == {"max_inputs_per_request": 64, "max_documents_per_request": 50,
-                              "max_request_bytes": 1 << 20, "auto_truncate": True}
+                              "max_request_bytes": 1 << 20, "max_documents_per_upsert": 200, "max_top_k": 200,
+                              "max_top_n": 50, "max_queries_per_search": 64, "auto_truncate": True}
     assert re.match(r"^\d+\.\d+\.\d+", body["version"])
     listed = {m["id"] for m in http.get("/v1/models").json()["data"]}
     assert listed == set(models)

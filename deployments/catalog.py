@@ -1,0 +1,34 @@
+"""The served models as the HTTP layer and the pipeline see them: names, kinds, handles."""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import UnknownModel
+
+__all__ = ["ModelKind", "ModelEntry", "resolve_entry"]
+
+ModelKind = Literal["embedding", "reranker"]
+
+
+@dataclass
+class ModelEntry:
+    """One served model: its request name, weights source, deployment and handle."""
+
+    name: str
+    kind: ModelKind
+    source: str
+    deployment: str
+    default: bool
+    handle: Any = field(default=None, repr=False)
+
+
+def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:
+    """The model a request names (by served name or source), or the default one of that kind."""
+    candidates = [e for e in entries if e.kind == kind]
+    if name is None:
+        return next(e for e in candidates if e.default)
+    for entry in candidates:
+        if name in (entry.name, entry.source):
+            return entry
+    known = ", ".join(e.name for e in candidates)
+    raise UnknownModel(f"model {name!r} is not served here; {kind} models: {known}", param="model")
