@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,18 +22,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.types import (
+    CohereRerankRequest,
+    CohereRerankResponse,
     Collection,
     CollectionList,
     CountResponse,
     CreateCollectionRequest,
     DeleteResponse,
-    SearchRequest,
-    SearchResult,
-    StoredDocument,
-    UpsertRequest,
-    UpsertResponse,
-    CohereRerankRequest,
-    CohereRerankResponse,
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorDetail,
@@ -46,16 +41,27 @@ from clients.types import (
     RerankResponse,
     ScoreRequest,
     ScoreResponse,
+    SearchRequest,
+    SearchResult,
     ServedModel,
+    StoredDocument,
     TEIEmbedRequest,
     TEIRerankRequest,
     TEIRerankResult,
+    UpsertRequest,
+    UpsertResponse,
 )
 
 from .catalog import ModelEntry, ModelKind, resolve_entry
 from .config import LimitsConfig
 from .engine.reranking import sigmoid
-from .errors import AuthenticationFailed, InvalidRequest, MalformedRequest, RequestTooLarge, UnknownModel, error_body
+from .errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    MalformedRequest,
+    RequestTooLarge,
+    error_body,
+)
 from .jobs import EmbedJob, EmbedOutcome, RerankJob, RerankOutcome
 from .metrics import CONTENT_TYPE, APIMetrics
 
@@ -379,8 +385,8 @@ def create_app(service: Callable[[], ModelService] | None = None, *, echo_reques
         ))
         logits = outcome.logits[0]
         scores = logits if body.raw_scores else sigmoid(logits)
-        return JSONBody([{"index": i, "score": float(scores[i]), **({"text": body.texts[i]} if body.return_text else {})}
-                         for i in _ranked(scores, None)])
+        return JSONBody([{"index": i, "score": float(scores[i]),
+                          **({"text": body.texts[i]} if body.return_text else {})} for i in _ranked(scores, None)])
 
     async def vllm_score(body: ScoreRequest, request: Request) -> Response:
         limits = get_service().limits

@@ -166,7 +166,7 @@ class IndexConfig(_Config):
     """Durable document collections and their search index."""
 
     storage_path: str = Field(
-        default="data/index",
+        default="~/.local/share/qwen3-search/index",
         description="Folder of the durable store (a PersistentVolume on Kubernetes); "
         "$QWEN3_SEARCH_DATA_DIR overrides it.",
     )

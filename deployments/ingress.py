@@ -12,8 +12,8 @@ from ray.serve.exceptions import BackPressureError
 from clients.types import ServedModel
 
 from .api import create_app, read_api_keys
-from .catalog import ModelEntry, ModelKind, resolve_entry
 from .batcher import QueueFullError
+from .catalog import ModelEntry, ModelKind, resolve_entry
 from .config import LimitsConfig
 from .errors import ServiceUnavailable
 from .jobs import EmbedJob, EmbedOutcome, Refusal, RerankJob, RerankOutcome

@@ -188,8 +188,8 @@ class SearchPipeline:
         instruction = request.get("instruction")
         parse_filter(request.get("filter"))  # a bad filter fails before any model runs
         record = await self._record(name)
-        vectors, embed_inference, queue, tokens = await self._embed(record["model"], queries, dimensions=record["dimensions"],
-                                                            query=True, instruction=instruction)
+        vectors, embed_inference, queue, tokens = await self._embed(
+            record["model"], queries, dimensions=record["dimensions"], query=True, instruction=instruction)
         embedded = time.perf_counter()
         per_shard = await asyncio.gather(*(s.search.remote(name, vectors, top_k, request.get("filter"),
                                                            bool(request.get("exact"))) for s in self.shards))

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .batcher import TokenBudgetBatcher
+from .batcher import QueueFullError, TokenBudgetBatcher
 from .config import EmbeddingModelConfig, RerankerModelConfig
 from .engine import EmbeddingEngine, RerankEngine, RerankInputs
-from .engine.vectors import check_dimensions, truncate_and_normalize
-from .batcher import QueueFullError
 from .engine.errors import EngineError
+from .engine.vectors import check_dimensions, truncate_and_normalize
 from .jobs import EmbedJob, EmbedOutcome, Refusal, ReplicaReport, RerankJob, RerankOutcome
 
 __all__ = ["Embedder", "Reranker"]
@@ -144,7 +143,7 @@ class Reranker(_ModelReplica):
     def _run_batch(self, items: list[tuple[RerankInputs, int]]) -> list[float]:
         # Items of one query stay together so its shared prefix is computed once per batch.
         groups: dict[int, tuple[RerankInputs, list[int]]] = {}
-        for position, (inputs, doc) in enumerate(items):
+        for position, (inputs, _) in enumerate(items):
             groups.setdefault(id(inputs), (inputs, []))[1].append(position)
         batch_groups = [RerankInputs(inputs.shared, [inputs.documents[items[p][1]] for p in positions])
                         for inputs, positions in groups.values()]

@@ -46,9 +46,7 @@ def reference_embed(model_path: str, input_texts: list[str], max_length: int = 8
 def format_instruction(instruction, query, doc):
     if instruction is None:
         instruction = "Given a web search query, retrieve relevant passages that answer the query"
-    output = "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}".format(
-        instruction=instruction, query=query, doc=doc
-    )
+    output = f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"
     return output
 
 

@@ -61,8 +61,8 @@ class ServeApp:
         return self._engines[name]
 
     def stop(self) -> None:
-        from ray import serve
         import ray
+        from ray import serve
 
         serve.shutdown()
         ray.shutdown()

@@ -21,7 +21,16 @@ from .collections import (
     UpsertRequest,
     UpsertResponse,
 )
-from .common import ErrorDetail, ErrorResponse, HealthResponse, InfoResponse, Limits, ModelCard, ModelList, ServedModel
+from .common import (
+    ErrorDetail,
+    ErrorResponse,
+    HealthResponse,
+    InfoResponse,
+    Limits,
+    ModelCard,
+    ModelList,
+    ServedModel,
+)
 from .embeddings import (
     Embedding,
     EmbeddingInput,

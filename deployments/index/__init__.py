@@ -3,7 +3,13 @@
 No model code here and no Ray: `IndexShard` becomes a Serve deployment in `deployments.app`.
 """
 
-from .errors import CollectionConflict, CollectionNotFound, DocumentNotFound, InvalidIndexRequest, StorageLayoutError
+from .errors import (
+    CollectionConflict,
+    CollectionNotFound,
+    DocumentNotFound,
+    InvalidIndexRequest,
+    StorageLayoutError,
+)
 from .filters import MetadataIndex, parse_filter
 from .shard import IndexShard, shard_path
 from .store import DocumentStore

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 def shard_path(storage_path: str, shard: int) -> Path:
     """The SQLite file of a shard; $QWEN3_SEARCH_DATA_DIR overrides the configured folder."""
-    return Path(os.environ.get("QWEN3_SEARCH_DATA_DIR") or storage_path) / f"shard-{shard}.sqlite3"
+    return Path(os.environ.get("QWEN3_SEARCH_DATA_DIR") or storage_path).expanduser() / f"shard-{shard}.sqlite3"
 
 
 class _Collection:

@@ -47,7 +47,8 @@ def test_model_card_example_matches_reference(qwen_embedding):
     np.testing.assert_allclose(ours[:2] @ ours[2:].T, reference[:2] @ reference[2:].T, atol=1e-4)
 
 
-@pytest.mark.parametrize("instruction", [None, DEFAULT_INSTRUCTION, "Retrieve scientific abstracts that support the claim"])
+@pytest.mark.parametrize("instruction",
+                         [None, DEFAULT_INSTRUCTION, "Retrieve scientific abstracts that support the claim"])
 def test_mixed_lengths_match_reference_in_input_order(qwen_embedding, instruction):
     folder, engine = qwen_embedding
     texts = mixed_texts(24, seed=7, max_words=300)

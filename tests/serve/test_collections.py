@@ -4,7 +4,6 @@ above 40 documents per shard, the real MiniLM for semantics, tiny Qwen3 models f
 import asyncio
 import uuid
 
-import numpy as np
 import pytest
 
 from deployments.pipeline import shard_of
