@@ -58,10 +58,19 @@ class DeploymentOptions(_Config):
     def _check(self) -> "DeploymentOptions":
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set num_replicas or autoscaling_config, not both")
-        if self.autoscaling_config is not None:
-            from ray.serve.config import AutoscalingConfig
+        # Ray's own models validate values but silently drop unknown keys: reject those here,
+        # so that `min_replica: 1` is an error and not a deployment that never scales.
+        from ray.serve.config import AutoscalingConfig
+        from ray.serve.schema import RayActorOptionsSchema
 
-            AutoscalingConfig.model_validate(self.autoscaling_config)  # rejects typos and bad ranges
+        for field, value, schema in (("autoscaling_config", self.autoscaling_config, AutoscalingConfig),
+                                     ("ray_actor_options", self.ray_actor_options, RayActorOptionsSchema)):
+            if value is None:
+                continue
+            unknown = sorted(set(value) - set(schema.model_fields))
+            if unknown:
+                raise ValueError(f"{field}: unknown option(s) {unknown}; known: {sorted(schema.model_fields)}")
+            schema.model_validate(value)
         if self.max_queued_requests < -1 or self.max_queued_requests == 0:
             raise ValueError("max_queued_requests must be -1 (unlimited) or positive")
         return self
