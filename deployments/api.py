@@ -25,6 +25,7 @@ from clients.types import (
     CohereRerankRequest,
     CohereRerankResponse,
     Collection,
+    CollectionDeleted,
     CollectionList,
     CountResponse,
     CreateCollectionRequest,
@@ -435,7 +436,8 @@ def create_app(service: Callable[[], ModelService] | None = None, *, echo_reques
     async def get_collection(name: str) -> Response:
         return JSONBody(await get_service().pipeline("get_collection", name))
 
-    @app.delete("/v1/collections/{name}", tags=["collections"], summary="Delete a collection and its documents")
+    @app.delete("/v1/collections/{name}", response_model=CollectionDeleted, tags=["collections"],
+                summary="Delete a collection and its documents")
     async def delete_collection(name: str) -> Response:
         return JSONBody(await get_service().pipeline("delete_collection", name))
 

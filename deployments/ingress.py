@@ -28,7 +28,7 @@ class HandleModelService:
     """The ModelService of the HTTP layer, backed by Serve deployment handles."""
 
     def __init__(self, entries: list[ModelEntry], limits: LimitsConfig, keys_env: str, keys_file_env: str,
-                 pipeline: Any, components: dict[str, Any], health_timeout_s: float = 5.0) -> None:
+                 pipeline: Any, components: dict[str, Any], health_timeout_s: float = 10.0) -> None:
         self.entries = entries
         self._pipeline = pipeline
         self._components = components

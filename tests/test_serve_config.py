@@ -32,8 +32,9 @@ def test_ray_accepts_the_config_and_the_builder_accepts_its_args(config):
 
 def test_the_default_config_fits_a_two_core_machine(config):
     args = AppArgs.model_validate(config["applications"][0]["args"])
-    deployments: list[DeploymentOptions] = ([m.deployment for m in args.embedding_models + args.reranker_models]
-                                            + [args.ingress, args.pipeline] + [args.index.deployment] * args.index.shards)
+    models = args.embedding_models + args.reranker_models
+    deployments: list[DeploymentOptions] = ([m.deployment for m in models] + [args.ingress, args.pipeline]
+                                            + [args.index.deployment] * args.index.shards)
     at_start = sum(d.ray_actor_options.get("num_cpus", 1) * (d.num_replicas or (d.autoscaling_config or {}).get(
         "min_replicas", 1)) for d in deployments)
     at_most = sum(d.ray_actor_options.get("num_cpus", 1) * (d.num_replicas or (d.autoscaling_config or {}).get(

@@ -6,6 +6,7 @@ Importing this package needs pydantic alone: no Ray, no torch, nothing from `dep
 from .collections import (
     COLLECTION_NAME_PATTERN,
     Collection,
+    CollectionDeleted,
     CollectionList,
     CountResponse,
     CreateCollectionRequest,
@@ -59,7 +60,8 @@ from .rerank import (
 )
 
 __all__ = [
-    "COLLECTION_NAME_PATTERN", "Collection", "CollectionList", "CountResponse", "CreateCollectionRequest",
+    "COLLECTION_NAME_PATTERN", "Collection", "CollectionDeleted", "CollectionList", "CountResponse",
+    "CreateCollectionRequest",
     "DeleteResponse", "Document", "IndexType", "MetadataFilter", "SearchHit", "SearchRequest", "SearchResult",
     "SearchTimings", "StoredDocument", "UpsertRequest", "UpsertResponse",
     "CohereRerankMeta", "CohereRerankRequest", "CohereRerankResponse", "CohereRerankResult", "Embedding",

@@ -13,6 +13,7 @@ __all__ = [
     "MetadataFilter",
     "CreateCollectionRequest",
     "Collection",
+    "CollectionDeleted",
     "CollectionList",
     "Document",
     "UpsertRequest",
@@ -52,6 +53,13 @@ class Collection(WireModel):
     index: IndexType = "auto"
     count: int = Field(default=0, description="Documents stored.")
     created_at: float = Field(default=0.0, description="Unix time of creation.")
+
+
+class CollectionDeleted(WireModel):
+    """Answer of DELETE /v1/collections/{name}."""
+
+    name: str = Field(description="The collection that was deleted.")
+    deleted: bool = True
 
 
 class CollectionList(WireModel):
