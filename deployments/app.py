@@ -60,4 +60,4 @@ def build_app(args: AppArgs) -> Application:
     components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
     ingress = serve.deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
     return ingress.bind(catalog, handles, pipeline, components, args.limits, args.api_keys_env,
-                        args.api_keys_file_env)
+                        args.api_keys_file_env, args.health_timeout_s)

@@ -223,6 +223,11 @@ class AppArgs(_Config):
                                                   max_queued_requests=-1),
         description="Ray Serve options of the HTTP ingress deployment.",
     )
+    health_timeout_s: float = Field(
+        default=5.0, gt=0,
+        description="How long GET /health waits for each deployment to answer; one that is starting, restarting "
+        "or too busy to answer within it is reported unavailable (503).",
+    )
     api_keys_env: str = Field(
         default="QWEN3_SEARCH_API_KEYS",
         description="Environment variable with comma-separated API keys; unset or empty: no authentication.",

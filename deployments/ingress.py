@@ -28,7 +28,7 @@ class HandleModelService:
     """The ModelService of the HTTP layer, backed by Serve deployment handles."""
 
     def __init__(self, entries: list[ModelEntry], limits: LimitsConfig, keys_env: str, keys_file_env: str,
-                 pipeline: Any, components: dict[str, Any], health_timeout_s: float = 10.0) -> None:
+                 pipeline: Any, components: dict[str, Any], health_timeout_s: float = 5.0) -> None:
         self.entries = entries
         self._pipeline = pipeline
         self._components = components
@@ -114,9 +114,11 @@ class APIIngress:
     """HTTP entry point. `handles` maps each model deployment's name to its handle."""
 
     def __init__(self, catalog: list[dict[str, Any]], handles: dict[str, Any], pipeline: Any,
-                 components: dict[str, Any], limits: LimitsConfig, api_keys_env: str, api_keys_file_env: str) -> None:
+                 components: dict[str, Any], limits: LimitsConfig, api_keys_env: str, api_keys_file_env: str,
+                 health_timeout_s: float) -> None:
         entries = [ModelEntry(handle=handles[item["deployment"]], **item) for item in catalog]
-        self.service = HandleModelService(entries, limits, api_keys_env, api_keys_file_env, pipeline, components)
+        self.service = HandleModelService(entries, limits, api_keys_env, api_keys_file_env, pipeline, components,
+                                          health_timeout_s)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica after __init__, so the routes reach this replica's service.

@@ -89,6 +89,8 @@ def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any
                   "deployment": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1}},
         "pipeline": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1},
         "ingress": {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": -1},
+        # Short, so that a killed replica shows as 503 before its replacement (seconds here) is up.
+        "health_timeout_s": 2.0,
     }
 
 

@@ -457,7 +457,12 @@ def test_a_dead_replica_gives_503_then_the_service_recovers(serve_app, http):
     assert len(names) == 1, names
     ray.kill(ray.get_actor(names[0]["name"], namespace=names[0]["namespace"]), no_restart=True)
 
-    health = httpx.get(f"{serve_app.url}/health", timeout=60)
+    # ray.kill only asks for the kill: poll until /health (2 s per deployment in these tests) sees the
+    # replica gone, which it must before the replacement has loaded its model.
+    deadline = time.monotonic() + 30
+    while (health := httpx.get(f"{serve_app.url}/health", timeout=60)).status_code == 200:
+        assert time.monotonic() < deadline, "/health still says 200 30 s after the Reranker replica was killed"
+        time.sleep(0.2)
     assert health.status_code == 503
     assert health.json()["status"] == "unavailable" and health.json()["deployments"]["Reranker"] != "ok"
     assert health.json()["deployments"]["Embedder"] == "ok"

@@ -1,0 +1,36 @@
+# Image of qwen3-search for KubeRay: a Ray image (same Ray as k8s/**/rayVersion) plus the project.
+#
+# CPU (the default):
+#   docker build -t qwen3-search:0.1.0-cpu .
+# GPU (a CUDA Ray image and the CUDA build of torch that matches it):
+#   docker build -t qwen3-search:0.1.0-gpu \
+#     --build-arg RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu \
+#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+ARG RAY_IMAGE=rayproject/ray:2.60.0-py311-cpu
+FROM ${RAY_IMAGE}
+
+# Where torch comes from: the CPU-only index keeps the CPU image free of several GB of CUDA wheels.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Empty: the newest torch on that index; set e.g. 2.9.1 for a reproducible build.
+ARG TORCH_VERSION=
+# Pinned to the Ray in the base image, so that `pip install .` (ray[serve]>=2.50) never upgrades it
+# away from the rayVersion that KubeRay expects.
+ARG RAY_VERSION=2.60.0
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HUB_DISABLE_TELEMETRY=1
+
+# torch first, from its own index: installing the project first would pull torch from PyPI.
+RUN pip install "torch${TORCH_VERSION:+==${TORCH_VERSION}}" --index-url "${TORCH_INDEX_URL}"
+
+WORKDIR /home/ray/qwen3-search
+# Metadata first: the dependency layer is rebuilt only when pyproject.toml changes.
+COPY --chown=ray:users pyproject.toml README.md ./
+COPY --chown=ray:users clients ./clients
+COPY --chown=ray:users deployments ./deployments
+RUN pip install . "ray[serve]==${RAY_VERSION}" \
+    && python -c "import deployments.app, clients"
+
+# The Ray image's user (uid 1000, group users/100); the manifests' fsGroup 100 matches it.
+USER ray
