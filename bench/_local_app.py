@@ -17,8 +17,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_app(args: dict[str, Any], *, num_cpus: int) -> Iterator[str]:
-    """Serve `build_app(args)` on 127.0.0.1 and yield its base URL; always shuts Ray down."""
+def local_app(args: dict[str, Any], *, num_cpus: float, env: dict[str, str] | None = None,
+              name: str = "bench") -> Iterator[str]:
+    """Serve `build_app(args)` as application `name` on 127.0.0.1 and yield its base URL once /health
+    answers 200; `env` is added to every Ray process's environment. Always shuts Ray down."""
     import ray
     from ray import serve
 
@@ -26,10 +28,10 @@ def local_app(args: dict[str, Any], *, num_cpus: int) -> Iterator[str]:
 
     port = free_port()
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}})
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **(env or {})}})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(args), name="bench", route_prefix="/")
+        serve.run(build_app(args), name=name, route_prefix="/")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while httpx.get(f"{url}/health", timeout=30).status_code != 200:

@@ -28,7 +28,6 @@ import asyncio
 import os
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import httpx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._local_app import local_app  # noqa: E402
+from bench._measure import percentile  # noqa: E402
 
+APP_NAME = "qwen3-search"
 MODEL_DEPLOYMENTS = ("Embedder", "Reranker")
 SHOWN_DEPLOYMENTS = ("Embedder", "Reranker", "APIIngress")
 AUTOSCALING = {
@@ -111,12 +113,6 @@ class Run:
 
     def now(self) -> float:
         return time.monotonic() - self.started
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def app_args(folders: dict[str, Path], storage: Path) -> dict[str, Any]:
@@ -260,11 +256,6 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value is not None else "never"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def timeline_rows(run: Run, bucket_s: float) -> list[dict[str, Any]]:
     end = max(s.t for s in run.samples)
     rows = []
@@ -372,10 +363,6 @@ def main() -> int:
     parser.add_argument("--bucket", type=float, default=5.0, help="seconds per timeline row")
     args = parser.parse_args()
 
-    import ray
-    from ray import serve
-
-    from deployments.app import build_app
     from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model
 
     work = Path(tempfile.mkdtemp(prefix="qwen3-search-autoscale-"))
@@ -389,20 +376,12 @@ def main() -> int:
     print("load (clients per route): " + ", ".join(f"{p.name} {p.clients} for {p.seconds:g} s" for p in PHASES)
           + f", then 0 until both models are back at min_replicas (at most {args.cooldown:g} s)")
 
-    port = free_port()
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "QWEN3_SEARCH_API_KEYS": API_KEY,
-           **METRIC_PUSH_ENV}
+    env = {"QWEN3_SEARCH_API_KEYS": API_KEY, **METRIC_PUSH_ENV}
     try:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": env})
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(app_args(folders, work / "index")), name="qwen3-search", route_prefix="/")
-        run = Run()  # t = 0 when the application is up and the load starts
-        asyncio.run(drive_load(f"http://127.0.0.1:{port}", run, "qwen3-search", args.cooldown))
+        with local_app(app_args(folders, work / "index"), num_cpus=args.num_cpus, env=env, name=APP_NAME) as url:
+            run = Run()  # t = 0 when the application is up and the load starts
+            asyncio.run(drive_load(url, run, APP_NAME, args.cooldown))
     finally:
-        if ray.is_initialized():
-            serve.shutdown()
-            ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
     print_timeline(run, args.bucket)

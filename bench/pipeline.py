@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._local_app import local_app  # noqa: E402
+from bench._measure import percentile, run_threads  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
 from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
 from deployments.index.vectors import VectorSet  # noqa: E402
@@ -49,11 +50,6 @@ def workload(documents: int, queries: int) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(0)
     corpus = [" ".join(rng.choice(words, rng.integers(20, 200))) for _ in range(documents)]
     return corpus, [" ".join(rng.choice(words, 8)) + "?" for _ in range(queries)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:
@@ -98,29 +94,8 @@ def main() -> None:
         scores = reranker.score(query, texts)
         np.argsort(-scores)[: args.top_n]
 
-    def run_local(concurrency: int) -> tuple[float, list[float]]:
-        pending, latencies = list(asked), []
-
-        def worker() -> None:
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    query = pending.pop()
-                t0 = time.perf_counter()
-                local_search(query)
-                latencies.append(time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - t0, latencies
-
     local_search(asked[0])  # warm-up
-    local = {c: run_local(c) for c in args.concurrency}
+    local = {c: run_threads(local_search, list(asked), c) for c in args.concurrency}
 
     # ---- over HTTP
     one = {"torch_threads": args.threads, "deployment": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 1},

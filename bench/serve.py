@@ -16,11 +16,9 @@ import argparse
 import asyncio
 import os
 import platform
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -31,42 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._local_app import local_app  # noqa: E402
+from bench._measure import Timing, percentile, run_threads  # noqa: E402
 from bench.engine import make_texts  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
 from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
-
-Timing = tuple[float, list[float]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def run_threads(call: Callable[[dict], object], requests: list[dict], concurrency: int) -> Timing:
-    """Elapsed seconds and per-request latencies of `concurrency` threads draining `requests`."""
-    pending: queue.Queue = queue.Queue()
-    for request in requests:
-        pending.put(request)
-    latencies: list[float] = []
-
-    def worker() -> None:
-        while True:
-            try:
-                request = pending.get_nowait()
-            except queue.Empty:
-                return
-            started = time.perf_counter()
-            call(request)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started, latencies
 
 
 async def run_http(url: str, path: str, bodies: list[dict], concurrency: int) -> Timing:

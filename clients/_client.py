@@ -22,7 +22,16 @@ from ._base_client import AsyncAPIClient, RequestOptions, RequestSpec, SyncAPICl
 from ._constants import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, REQUEST_BYTES_MARGIN
 from ._exceptions import make_status_error
 from ._results import EmbedResult
-from ._split import batched, chunk_ranges, json_size, merge_embeddings, merge_rerank, merge_scores, prepare_document
+from ._split import (
+    abatched,
+    batched,
+    chunk_ranges,
+    json_size,
+    merge_embeddings,
+    merge_rerank,
+    merge_scores,
+    prepare_document,
+)
 from ._types import NOT_GIVEN, NotGiven, Timeout
 from .types import (
     Collection,
@@ -583,7 +592,9 @@ class AsyncClient(AsyncAPIClient):
 
         try:
             if isinstance(documents, AsyncIterable):
-                await self._run_ordered(upload, _abatched(documents, size, _byte_budget(limits)), record)
+                prepared = (prepare_document(d) async for d in documents)
+                await self._run_ordered(upload, abatched(prepared, max_count=size, max_bytes=_byte_budget(limits),
+                                                         size=_upload_size), record)
             else:
                 chunks = batched((prepare_document(d) for d in documents), max_count=size,
                                  max_bytes=_byte_budget(limits), size=_upload_size)
@@ -655,18 +666,3 @@ class AsyncClient(AsyncAPIClient):
         return info
 
 
-async def _abatched(documents: AsyncIterable[DocumentLike], max_count: int,
-                    max_bytes: int) -> AsyncIterable[list[dict[str, Any]]]:
-    """`batched` for an async iterable of documents."""
-    batch: list[dict[str, Any]] = []
-    used = 0
-    async for document in documents:
-        body = prepare_document(document)
-        size = _upload_size(body) + 1
-        if batch and (len(batch) >= max(1, max_count) or used + size > max_bytes):
-            yield batch
-            batch, used = [], 0
-        batch.append(body)
-        used += size
-    if batch:
-        yield batch

@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .types import (
     Document,
@@ -79,20 +79,44 @@ def chunk_ranges(sizes: Sequence[int], *, max_count: int, max_bytes: int) -> lis
     return ranges
 
 
+class _BatchBuilder(Generic[_T]):
+    """Collects consecutive items into lists of at most `max_count` items and `max_bytes` bytes."""
+
+    def __init__(self, max_count: int, max_bytes: int, size: Callable[[_T], int]) -> None:
+        self.max_count, self.max_bytes, self.size = max(1, max_count), max_bytes, size
+        self.batch: list[_T] = []
+        self.used = 0
+
+    def add(self, item: _T) -> list[_T] | None:
+        """Adds `item`; returns the finished batch when the item had to start a new one."""
+        item_size = self.size(item) + 1  # the separating comma
+        finished = None
+        if self.batch and (len(self.batch) >= self.max_count or self.used + item_size > self.max_bytes):
+            finished, self.batch, self.used = self.batch, [], 0
+        self.batch.append(item)
+        self.used += item_size
+        return finished
+
+
 def batched(items: Iterable[_T], *, max_count: int, max_bytes: int, size: Callable[[_T], int]) -> Iterator[list[_T]]:
     """`chunk_ranges` for a stream: lists of consecutive items, read lazily from any iterable."""
-    max_count = max(1, max_count)
-    batch: list[_T] = []
-    used = 0
+    builder = _BatchBuilder(max_count, max_bytes, size)
     for item in items:
-        item_size = size(item) + 1
-        if batch and (len(batch) >= max_count or used + item_size > max_bytes):
-            yield batch
-            batch, used = [], 0
-        batch.append(item)
-        used += item_size
-    if batch:
-        yield batch
+        if (finished := builder.add(item)) is not None:
+            yield finished
+    if builder.batch:
+        yield builder.batch
+
+
+async def abatched(items: AsyncIterable[_T], *, max_count: int, max_bytes: int,
+                   size: Callable[[_T], int]) -> AsyncIterator[list[_T]]:
+    """`batched` for an async iterable."""
+    builder = _BatchBuilder(max_count, max_bytes, size)
+    async for item in items:
+        if (finished := builder.add(item)) is not None:
+            yield finished
+    if builder.batch:
+        yield builder.batch
 
 
 def prepare_document(document: Document | Mapping[str, Any]) -> dict[str, Any]:

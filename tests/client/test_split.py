@@ -245,6 +245,7 @@ async def test_async_upsert_takes_an_async_iterable(fake, make_async_client):
         await client.create_collection("docs")
         ids = await client.upsert("docs", documents())
         assert ids == [str(i) for i in range(12)] and await client.count("docs") == 12
+    assert [len(s.body["documents"]) for s in fake.requests_to("/v1/collections/docs/documents")] == [10, 2]
 
 
 # ---------------------------------------------------------------- the twins agree
