@@ -93,7 +93,7 @@ def bench_embedding(name: str, folder: str, texts: list[str], repeats: int, devi
     from sentence_transformers import SentenceTransformer
 
     engine = EmbeddingEngine.load(folder, device=device)
-    st = SentenceTransformer(folder, device=engine.device.type)
+    st = SentenceTransformer(folder, device=engine.backend.device_t.type)
     tokens = sum(engine.count_tokens(texts))
     t_st, expected = timed(lambda: st.encode(texts, convert_to_numpy=True, normalize_embeddings=True),
                            lambda: st.encode(texts[:4]), repeats)
@@ -123,7 +123,7 @@ def bench_rerank(folder: str, query: str, documents: list[str], repeats: int, de
     t_ref, expected = timed(reference_scores, lambda: reference.score(query, documents[:2]), repeats)
     t_engine, ours = timed(lambda: engine.score(query, documents), lambda: engine.score(query, documents[:2]),
                            repeats)
-    engine.prefix_cache_min_documents = 10**9
+    engine.backend.prefix_cache_min_documents = 10**9
     t_whole, whole = timed(lambda: engine.score(query, documents), lambda: engine.score(query, documents[:2]),
                            repeats)
     diff = max(float(np.abs(np.asarray(ours) - np.asarray(expected)).max()),

@@ -15,7 +15,9 @@ import numpy as np
 
 from .batcher import QueueFullError, TokenBudgetBatcher
 from .config import EmbeddingModelConfig, RerankerModelConfig
-from .engine import EmbeddingEngine, RerankEngine, RerankInputs
+from .engine.backend import RerankInputs
+from .engine.embedding import EmbeddingEngine
+from .engine.reranking import RerankEngine
 from .engine.errors import EngineError
 from .engine.vectors import check_dimensions, truncate_and_normalize
 from .jobs import EmbedJob, EmbedOutcome, Refusal, ReplicaReport, RerankJob, RerankOutcome
@@ -30,13 +32,6 @@ def _replica_name(fallback: str) -> str:
         return str(serve.get_replica_context().replica_id.unique_id)
     except Exception:  # noqa: BLE001 - outside Serve (tests, benchmarks)
         return f"{fallback}-{os.getpid()}"
-
-
-def _set_torch_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 class _ModelReplica:
@@ -68,11 +63,11 @@ class Embedder(_ModelReplica):
 
     def __init__(self, config: EmbeddingModelConfig) -> None:
         super().__init__("embedder")
-        _set_torch_threads(config.torch_threads)
         self.config = config
         self.engine = EmbeddingEngine.load(
             config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
             max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
+            threads=config.torch_threads,
         )
         self.batcher = TokenBudgetBatcher(
             lambda rows: list(self.engine.pool(rows)),
@@ -114,8 +109,8 @@ class Embedder(_ModelReplica):
                 "default_instruction": info.default_instruction, "prompts": info.prompts, "device": info.device,
                 "dtype": info.dtype}
 
-    def check_health(self) -> None:
-        self.engine.check_health()
+    async def check_health(self) -> None:
+        await self.engine.check_health()
 
 
 class Reranker(_ModelReplica):
@@ -123,12 +118,11 @@ class Reranker(_ModelReplica):
 
     def __init__(self, config: RerankerModelConfig) -> None:
         super().__init__("reranker")
-        _set_torch_threads(config.torch_threads)
         self.config = config
         self.engine = RerankEngine.load(
             config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
             max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
-            prefix_cache_min_documents=config.prefix_cache_min_documents,
+            prefix_cache_min_documents=config.prefix_cache_min_documents, threads=config.torch_threads,
         )
         self.batcher = TokenBudgetBatcher(
             self._run_batch,
@@ -181,5 +175,5 @@ class Reranker(_ModelReplica):
         return {"kind": "reranker", "source": self.config.model, "max_length": info.max_length,
                 "default_instruction": info.default_instruction, "device": info.device, "dtype": info.dtype}
 
-    def check_health(self) -> None:
-        self.engine.check_health()
+    async def check_health(self) -> None:
+        await self.engine.check_health()

@@ -1,37 +1,45 @@
-"""The model engine: exact Qwen3 embedding and reranking math, with no Ray inside.
+"""The model engine: exact Qwen3 embedding and reranking math, with no Ray and no HTTP inside.
 
 Everything here runs in one process and can be tested, benchmarked and profiled alone.
-The Ray Serve deployments wrap these classes; the HTTP layer maps `EngineError`
-subclasses to status codes.
+`EmbeddingEngine` / `RerankEngine` own the text side (prompts, tokenisation, truncation);
+a backend behind the contract in `backend.py` (torch, vLLM, ONNX Runtime) does the compute.
+Names are imported on first use, so `import deployments.engine` (or its errors and prompts)
+costs no torch until an engine is built.
 """
 
-from .embedding import EmbeddingEngine, EmbeddingModelInfo
-from .errors import (
-    EngineError,
-    InputTooLongError,
-    InvalidInputError,
-    ModelLoadError,
-    ModelNotFoundError,
-    UnsupportedModelError,
-)
-from .prompts import DEFAULT_INSTRUCTION
-from .reranking import RerankEngine, RerankInputs, RerankModelInfo, sigmoid
-from .vectors import MIN_DIMENSIONS, truncate_and_normalize
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULT_INSTRUCTION",
-    "MIN_DIMENSIONS",
-    "EmbeddingEngine",
-    "EmbeddingModelInfo",
-    "EngineError",
-    "InputTooLongError",
-    "InvalidInputError",
-    "ModelLoadError",
-    "ModelNotFoundError",
-    "RerankEngine",
-    "RerankInputs",
-    "RerankModelInfo",
-    "UnsupportedModelError",
-    "sigmoid",
-    "truncate_and_normalize",
-]
+if TYPE_CHECKING:
+    from .backend import BackendOptions, EmbeddingBackend, RerankBackend, RerankInputs
+    from .embedding import EmbeddingEngine, EmbeddingModelInfo
+    from .errors import (
+        EngineError,
+        InputTooLongError,
+        InvalidInputError,
+        ModelLoadError,
+        ModelNotFoundError,
+        UnsupportedModelError,
+    )
+    from .prompts import DEFAULT_INSTRUCTION
+    from .reranking import RerankEngine, RerankModelInfo, sigmoid
+    from .vectors import MIN_DIMENSIONS, truncate_and_normalize
+
+_WHERE = {
+    "BackendOptions": "backend", "EmbeddingBackend": "backend", "RerankBackend": "backend", "RerankInputs": "backend",
+    "EmbeddingEngine": "embedding", "EmbeddingModelInfo": "embedding",
+    "EngineError": "errors", "InputTooLongError": "errors", "InvalidInputError": "errors",
+    "ModelLoadError": "errors", "ModelNotFoundError": "errors", "UnsupportedModelError": "errors",
+    "DEFAULT_INSTRUCTION": "prompts",
+    "RerankEngine": "reranking", "RerankModelInfo": "reranking", "sigmoid": "reranking",
+    "MIN_DIMENSIONS": "vectors", "truncate_and_normalize": "vectors",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,25 +1,25 @@
-"""EmbeddingEngine: Qwen3-Embedding (and any sentence-transformers model) with exact model-card math."""
+"""EmbeddingEngine: Qwen3-Embedding (and any sentence-transformers model) with exact model-card math.
 
-import threading
+The engine owns the text side (prompts, instructions, tokenisation, truncation, the trailing
+`<|endoftext|>`, Matryoshka and normalisation); its backend (torch, vLLM or ONNX Runtime,
+see `backend.py`) turns the token ids into pooled vectors.
+"""
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from .batching import plan_micro_batches
+from .backend import BackendChoice, BackendOptions, EmbeddingBackend, load_embedding_backend, resolve_backend
 from .errors import InvalidInputError
 from .model_files import EmbeddingModelFiles, read_embedding_model_files, resolve_model_dir
 from .prompts import END_OF_TEXT, embedding_query_prompt
-from .runtime import default_batch_tokens, load_pretrained, resolve_device, resolve_dtype
 from .tokenization import TokenizerAdapter, TruncationSide, check_texts, check_token_ids
 from .vectors import check_dimensions, truncate_and_normalize
 
 __all__ = ["EmbeddingEngine", "EmbeddingModelInfo"]
 
-# Decoder models whose attention is causal: with right padding, real tokens never see the
-# pads, so no attention mask is needed and SDPA runs its faster is_causal kernel.
 _CAUSAL_MODEL_TYPES = ("qwen2", "qwen3")
 
 
@@ -35,72 +35,60 @@ class EmbeddingModelInfo:
     prompts: dict[str, str]
     device: str
     dtype: str
+    backend: str
 
 
 class EmbeddingEngine:
     """Turns texts into embedding vectors. Thread-safe; one forward pass runs at a time."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        model: Any,
-        tokenizer: TokenizerAdapter,
-        files: EmbeddingModelFiles,
-        device: torch.device,
-        max_length: int,
-        max_batch_tokens: int,
-        max_batch_size: int,
-    ) -> None:
+    def __init__(self, *, name: str, backend: EmbeddingBackend, tokenizer: TokenizerAdapter,
+                 files: EmbeddingModelFiles, max_length: int) -> None:
         self.name = name
-        self.model = model
+        self.backend = backend
         self.tokenizer = tokenizer
         self.files = files
-        self.device = device
         self.max_length = max_length
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
-        self.dimensions: int = int(model.config.hidden_size)
-        self._causal = files.model_type.startswith(_CAUSAL_MODEL_TYPES)
-        self._compute_lock = threading.Lock()
+        self.dimensions: int = backend.dimensions
 
     @classmethod
     def load(
         cls,
         model: str,
         *,
+        backend: BackendChoice = "auto",
         device: str = "auto",
-        dtype: str | torch.dtype = "auto",
+        dtype: str = "auto",
         max_length: int = 8192,
         max_batch_tokens: int | None = None,
         max_batch_size: int = 256,
+        threads: int | None = None,
+        num_gpus: float = 0.0,
+        backend_options: dict[str, Any] | None = None,
     ) -> "EmbeddingEngine":
-        """Load a local folder or hub id through `from_pretrained`."""
-        from transformers import AutoModel, AutoTokenizer
+        """Load a local folder or hub id; `backend="auto"` is ONNX Runtime for a folder with
+        `model.onnx`, torch otherwise."""
+        from transformers import AutoTokenizer
 
         if max_length < 2:
             raise InvalidInputError("max_length must be at least 2", param="max_length")
         model_dir = resolve_model_dir(model)
         files = read_embedding_model_files(model_dir)
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
         hf_tokenizer = AutoTokenizer.from_pretrained(str(files.transformer_dir))
         last_token_qwen = files.pooling == "lasttoken" and files.model_type.startswith(_CAUSAL_MODEL_TYPES)
         adapter = TokenizerAdapter(hf_tokenizer, end_of_text=END_OF_TEXT if last_token_qwen else None)
-        hf_model = load_pretrained(AutoModel, files.transformer_dir, torch_device, torch_dtype)
-        limits = [max_length, getattr(hf_model.config, "max_position_embeddings", None), files.max_seq_length]
-        return cls(
-            name=model,
-            model=hf_model,
-            tokenizer=adapter,
-            files=files,
-            device=torch_device,
-            max_length=min(limit for limit in limits if limit),
-            max_batch_tokens=max_batch_tokens or default_batch_tokens(torch_device),
-            max_batch_size=max_batch_size,
-        )
+        limit = min(x for x in (max_length, files.max_seq_length) if x)
+        options = BackendOptions(device=device, dtype=dtype, max_length=limit, max_batch_tokens=max_batch_tokens,
+                                 max_batch_size=max_batch_size, threads=threads, num_gpus=num_gpus,
+                                 pad_id=adapter.pad_id, extra=dict(backend_options or {}))
+        computed = load_embedding_backend(resolve_backend(backend, model_dir), model_dir, files, options)
+        return cls(name=model, backend=computed, tokenizer=adapter, files=files,
+                   max_length=min(x for x in (limit, computed.max_length) if x))
 
     # ----- facts -----
+    @property
+    def max_batch_tokens(self) -> int:
+        return self.backend.max_batch_tokens
+
     @property
     def default_instruction(self) -> str | None:
         """The model's own query instruction; None when the model takes no instructions."""
@@ -115,8 +103,9 @@ class EmbeddingEngine:
             pooling=self.files.pooling,
             default_instruction=self.default_instruction,
             prompts=dict(self.files.prompts),
-            device=str(self.device),
-            dtype=str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            device=self.backend.device,
+            dtype=self.backend.dtype,
+            backend=self.backend.name,
         )
 
     # ----- text -> token ids -----
@@ -182,38 +171,8 @@ class EmbeddingEngine:
 
     # ----- token ids -> vectors -----
     def pool(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Pooled, un-normalised float32 vectors of full width, rows in input order."""
-        lengths = [len(ids) for ids in token_ids]
-        out = np.empty((len(token_ids), self.dimensions), dtype=np.float32)
-        batches = plan_micro_batches(lengths, max_batch_tokens=self.max_batch_tokens,
-                                     max_batch_size=self.max_batch_size)
-        with self._compute_lock, torch.inference_mode():
-            for batch in batches:
-                out[batch] = self._forward([token_ids[i] for i in batch])
-        return out
-
-    def _forward(self, rows: list[Sequence[int]]) -> np.ndarray:
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        width = int(lengths.max())
-        ids = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        input_ids = torch.from_numpy(ids).to(self.device)
-        lengths_t = torch.from_numpy(lengths).to(self.device)
-        mask = None
-        if not self._causal:
-            mask = (torch.arange(width, device=self.device)[None, :] < lengths_t[:, None]).long()
-        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        pooling = self.files.pooling
-        if pooling == "lasttoken":
-            pooled = hidden[torch.arange(len(rows), device=self.device), lengths_t - 1]
-        elif pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            assert mask is not None, "mean pooling needs the padding mask"
-            weights = mask.unsqueeze(-1).float()
-            pooled = (hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return pooled.float().cpu().numpy()
+        """Pooled, un-normalised float32 vectors of full width, rows in input order (blocking)."""
+        return self.backend.pool(token_ids)
 
     def embed_token_ids(
         self,
@@ -250,6 +209,9 @@ class EmbeddingEngine:
                                   truncation_direction=truncation_direction)
         return truncate_and_normalize(self.pool(token_ids), dimensions, normalize)
 
-    def check_health(self) -> None:
-        """Raises when the model can no longer run (e.g. its device failed)."""
-        (torch.ones(1, device=self.device) + 1).item()
+    async def check_health(self) -> None:
+        """Raises when the model can no longer run (e.g. its device failed); never blocks the loop."""
+        await self.backend.check_health()
+
+    def shutdown(self) -> None:
+        self.backend.shutdown()

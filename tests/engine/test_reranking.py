@@ -37,11 +37,11 @@ def test_mixed_lengths_in_document_order(reranker_pair, instruction):
     query = "Which protein drives cancer cell growth in the ocean city?"
     expected = np.array(reference.score(query, documents, instruction))
     assert expected.std() > 0.005, "random weights too flat for the comparison to mean anything"
-    engine.max_batch_tokens = 2000  # several micro-batches behind the shared prefix
+    engine.backend.max_batch_tokens = 2000  # several micro-batches behind the shared prefix
     try:
         ours = engine.score(query, documents, instruction=instruction)
     finally:
-        engine.max_batch_tokens = 16384
+        engine.backend.max_batch_tokens = 16384
     np.testing.assert_allclose(ours, expected, atol=1e-4)
     assert np.argsort(ours).tolist() == np.argsort(expected).tolist()
 
@@ -58,11 +58,11 @@ def test_shared_prefix_path_equals_whole_prompt_path(reranker_pair):
     _, engine = reranker_pair
     documents = mixed_texts(12, seed=17, max_words=120)
     cached = engine.score(CARD_QUERIES[1], documents)
-    engine.prefix_cache_min_documents = 10**9  # force whole prompts
+    engine.backend.prefix_cache_min_documents = 10**9  # force whole prompts
     try:
         whole = engine.score(CARD_QUERIES[1], documents)
     finally:
-        engine.prefix_cache_min_documents = 2
+        engine.backend.prefix_cache_min_documents = 2
     np.testing.assert_allclose(cached, whole, atol=1e-5)
 
 
