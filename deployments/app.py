@@ -4,16 +4,15 @@ No `from __future__ import annotations` here: Ray Serve reads the builder's anno
 validate `args` into `AppArgs`, and a string annotation would silently hand it a dict.
 """
 
-from typing import Any
-
 from ray import serve
 from ray.serve import Application
 
+from .catalog import ModelEntry
 from .config import AppArgs, EmbeddingModelConfig, RerankerModelConfig
 from .index import IndexShard
-from .ingress import APIIngress
-from .pipeline import SearchPipeline
-from .replicas import Embedder, Reranker
+from .serving.ingress import APIIngress
+from .serving.pipeline import SearchPipeline
+from .serving.replicas import Embedder, Reranker
 
 __all__ = ["build_app", "AppArgs"]
 
@@ -26,16 +25,17 @@ def build_app(args: AppArgs) -> Application:
     """Embedder and Reranker deployments (one per configured model), index shards and the search
     pipeline, behind one HTTP ingress.
 
-    $EMBEDDER_MODEL and $RERANKER_MODEL replace the default models' weights, so
-    `serve run serve_config.yaml` serves local folders without editing the file.
+    $EMBEDDER_MODEL / $RERANKER_MODEL (and $EMBEDDER_BACKEND / $RERANKER_BACKEND) replace the
+    default models' weights (and backends), so `serve run serve_config.yaml` serves local
+    folders without editing the file.
     """
     if not isinstance(args, AppArgs):  # called from Python with a dict
         args = AppArgs.model_validate(args or {})
     args = args.with_environment()
 
-    catalog: list[dict[str, Any]] = []
+    models: list[ModelEntry] = []
     handles: dict[str, Application] = {}
-    groups: list[tuple[str, str, type, list[Any]]] = [
+    groups: list[tuple[str, str, type, list[EmbeddingModelConfig] | list[RerankerModelConfig]]] = [
         ("embedding", "Embedder", Embedder, list(args.embedding_models)),
         ("reranker", "Reranker", Reranker, list(args.reranker_models)),
     ]
@@ -46,8 +46,8 @@ def build_app(args: AppArgs) -> Application:
                 raise ValueError(f"two models share the deployment name {name!r}; set deployment_name")
             deployment = serve.deployment(cls).options(name=name, **config.deployment.serve_options())
             handles[name] = deployment.bind(config)
-            catalog.append({"name": config.served_name(), "kind": kind, "source": config.model,
-                            "deployment": name, "default": position == 0})
+            models.append(ModelEntry(name=config.served_name(), kind=kind, source=config.model,  # type: ignore[arg-type]
+                                     deployment=name, default=position == 0, backend=config.backend))
 
     index = args.index
     shards = [
@@ -56,8 +56,9 @@ def build_app(args: AppArgs) -> Application:
         for i in range(index.shards)
     ]
     pipeline = serve.deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
-        catalog, handles, shards)
+        models=models, handles=handles, shards=shards)
     components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
     ingress = serve.deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
-    return ingress.bind(catalog, handles, pipeline, components, args.limits, args.api_keys_env,
-                        args.api_keys_file_env, args.health_timeout_s)
+    return ingress.bind(models=models, handles=handles, pipeline=pipeline, components=components, limits=args.limits,
+                        api_keys_env=args.api_keys_env, api_keys_file_env=args.api_keys_file_env,
+                        health_timeout_s=args.health_timeout_s)

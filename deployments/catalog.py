@@ -10,16 +10,23 @@ __all__ = ["ModelKind", "ModelEntry", "resolve_entry"]
 ModelKind = Literal["embedding", "reranker"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelEntry:
-    """One served model: its request name, weights source, deployment and handle."""
+    """One served model: its request name, weights source, deployment and (once bound) handle."""
 
     name: str
     kind: ModelKind
     source: str
     deployment: str
     default: bool
-    handle: Any = field(default=None, repr=False)
+    backend: str = "auto"
+    """The backend the config asked for (the replica reports the one it resolved to)."""
+    handle: Any = field(default=None, repr=False, compare=False)
+
+    def bound(self, handles: dict[str, Any]) -> "ModelEntry":
+        """This entry with the handle of its deployment."""
+        return ModelEntry(self.name, self.kind, self.source, self.deployment, self.default, self.backend,
+                          handles[self.deployment])
 
 
 def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:

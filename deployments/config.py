@@ -105,6 +105,12 @@ class _ModelConfig(_Config):
     deployment_name: str | None = Field(
         default=None, description="Ray Serve deployment name; defaults to Embedder/Reranker, then -2, -3..."
     )
+    backend: Literal["auto", "torch", "vllm", "onnx"] = Field(
+        default="auto",
+        description="Inference backend: torch (transformers), vllm, or onnx (ONNX Runtime); auto: onnx when the "
+        "model folder holds model.onnx, else torch. $EMBEDDER_BACKEND / $RERANKER_BACKEND override the first "
+        "model's.",
+    )
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 on GPU, float32 on CPU."
@@ -133,6 +139,10 @@ class _ModelConfig(_Config):
         if value is not None and not _DEPLOYMENT_NAME.match(value):
             raise ValueError("deployment_name must be 1-63 letters, digits, '_', '.' or '-'")
         return value
+
+    def backend_options(self) -> dict[str, Any]:
+        """Backend-specific settings, keyed by backend name (each backend reads its own)."""
+        return {}
 
     def served_name(self) -> str:
         if self.name:
@@ -204,12 +214,12 @@ class AppArgs(_Config):
     embedding_models: list[EmbeddingModelConfig] = Field(
         default_factory=lambda: [EmbeddingModelConfig()],
         description="Embedding models, each its own deployment; the first is the default. "
-        "$EMBEDDER_MODEL replaces the first one's `model`.",
+        "$EMBEDDER_MODEL and $EMBEDDER_BACKEND replace the first one's `model` and `backend`.",
     )
     reranker_models: list[RerankerModelConfig] = Field(
         default_factory=lambda: [RerankerModelConfig()],
         description="Reranker models, each its own deployment; the first is the default. "
-        "$RERANKER_MODEL replaces the first one's `model`.",
+        "$RERANKER_MODEL and $RERANKER_BACKEND replace the first one's `model` and `backend`.",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Per-request limits.")
     index: IndexConfig = Field(default_factory=IndexConfig, description="Document collections and search index.")
@@ -248,13 +258,13 @@ class AppArgs(_Config):
         return self
 
     def with_environment(self, environ: dict[str, str] | None = None) -> "AppArgs":
-        """A copy with $EMBEDDER_MODEL / $RERANKER_MODEL applied to the default models."""
+        """A copy with $EMBEDDER_MODEL / $EMBEDDER_BACKEND / $RERANKER_MODEL / $RERANKER_BACKEND applied to the
+        default (first) models; a bad value fails validation like one in the file."""
         env = os.environ if environ is None else environ
         updated = self.model_copy(deep=True)
-        if env.get("EMBEDDER_MODEL"):
-            updated.embedding_models[0] = updated.embedding_models[0].model_copy(
-                update={"model": env["EMBEDDER_MODEL"]})
-        if env.get("RERANKER_MODEL"):
-            updated.reranker_models[0] = updated.reranker_models[0].model_copy(
-                update={"model": env["RERANKER_MODEL"]})
+        for models, prefix in ((updated.embedding_models, "EMBEDDER"), (updated.reranker_models, "RERANKER")):
+            changes = {field: env[f"{prefix}_{field.upper()}"] for field in ("model", "backend")
+                       if env.get(f"{prefix}_{field.upper()}")}
+            if changes:
+                models[0] = models[0].model_copy(update=changes)
         return AppArgs.model_validate(updated.model_dump())

@@ -1,13 +1,55 @@
-"""What the ingress sends to the model deployments and gets back (inside the cluster, not on the wire)."""
+"""What crosses the boundary between the HTTP layer and the serving layer (inside the cluster).
+
+Plain dataclasses and numpy arrays: no Ray, no torch, no HTTP. The ingress turns a wire
+request into one of these jobs, a Serve deployment answers with an outcome, or with a
+`Refusal` when the request was the caller's mistake or the replica is full.
+"""
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from .batcher import BatchTimings
+__all__ = [
+    "BatchTimings",
+    "QueueFullError",
+    "ReplicaReport",
+    "EmbedJob",
+    "EmbedOutcome",
+    "RerankJob",
+    "RerankOutcome",
+    "SearchJob",
+    "SearchHitOut",
+    "SearchOutcome",
+    "Refusal",
+    "unwrap",
+]
 
-__all__ = ["EmbedJob", "EmbedOutcome", "RerankJob", "RerankOutcome", "ReplicaReport", "Refusal"]
+T = TypeVar("T")
+
+
+class QueueFullError(Exception):
+    """A replica or pipeline holds more work than it admits; retry later (429 + Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep retry_after_s across Ray's pickling
+        return (QueueFullError, (self.message, self.retry_after_s))
+
+
+@dataclass
+class BatchTimings:
+    """What one request cost, for the timing headers."""
+
+    queue_s: float = 0.0
+    """From submission until its first item started computing."""
+    inference_s: float = 0.0
+    """Wall time of the batches that carried its items."""
+    tokens: int = 0
+    batches: int = 0
 
 
 @dataclass
@@ -36,6 +78,10 @@ class EmbedJob:
     truncate: bool = True
     truncation_direction: Literal["left", "right"] = "right"
 
+    @property
+    def count(self) -> int:
+        return len(self.texts if self.texts is not None else self.token_ids or [])
+
 
 @dataclass
 class EmbedOutcome:
@@ -55,6 +101,10 @@ class RerankJob:
     truncate: bool = True
     max_tokens_per_document: int | None = None
 
+    @property
+    def count(self) -> int:
+        return sum(len(documents) for _, documents in self.groups)
+
 
 @dataclass
 class RerankOutcome:
@@ -66,8 +116,52 @@ class RerankOutcome:
 
 
 @dataclass
+class SearchJob:
+    """One search request: embed the queries, take `top_k` candidates, rerank, keep `top_n`."""
+
+    queries: list[str]
+    top_k: int = 100
+    top_n: int = 10
+    instruction: str | None = None
+    filter: dict[str, Any] | None = None
+    rerank: bool = True
+    reranker: str | None = None
+    return_metadata: bool = True
+    exact: bool = False
+    truncate: bool = True
+
+
+@dataclass
+class SearchHitOut:
+    id: str
+    text: str
+    metadata: dict[str, Any] | None
+    score: float
+    """Reranker P(yes), or the embedding score when rerank is off."""
+    embedding_score: float
+
+
+@dataclass
+class SearchOutcome:
+    results: list[list[SearchHitOut]]
+    """Per query, best first."""
+    timings_ms: dict[str, float]
+    """embed_ms, search_ms, rerank_ms, total_ms."""
+    queue_s: float
+    inference_s: float
+    tokens: int
+
+
+@dataclass
 class Refusal:
-    """A request the replica refused (bad input, full queue): returned, not raised, so that Ray
+    """A request a deployment refused (bad input, full queue): returned, not raised, so that Ray
     does not log a client's mistake as a replica failure with a traceback."""
 
     error: Exception
+
+
+def unwrap(value: "T | Refusal") -> T:
+    """The value, or the refused request's typed error raised here, at the caller."""
+    if isinstance(value, Refusal):
+        raise value.error
+    return value

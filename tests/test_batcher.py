@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deployments.batcher import QueueFullError, TokenBudgetBatcher
+from deployments.serving.batcher import QueueFullError, TokenBudgetBatcher
 
 
 class RecordingModel:

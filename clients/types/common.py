@@ -52,6 +52,7 @@ class ServedModel(WireModel):
     prompts: dict[str, str] | None = None
     device: str | None = None
     dtype: str | None = None
+    backend: str | None = Field(default=None, description="Inference backend: torch, vllm or onnx.")
 
 
 class Limits(WireModel):

@@ -34,7 +34,26 @@ _WHERE = {
     "RerankEngine": "reranking", "RerankModelInfo": "reranking", "sigmoid": "reranking",
     "MIN_DIMENSIONS": "vectors", "truncate_and_normalize": "vectors",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "BackendOptions",
+    "DEFAULT_INSTRUCTION",
+    "EmbeddingBackend",
+    "EmbeddingEngine",
+    "EmbeddingModelInfo",
+    "EngineError",
+    "InputTooLongError",
+    "InvalidInputError",
+    "MIN_DIMENSIONS",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "RerankBackend",
+    "RerankEngine",
+    "RerankInputs",
+    "RerankModelInfo",
+    "UnsupportedModelError",
+    "sigmoid",
+    "truncate_and_normalize",
+]
 
 
 def __getattr__(name: str) -> Any:

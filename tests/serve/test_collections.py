@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from deployments.pipeline import shard_of
+from deployments.serving.sharded_index import shard_of
 from tests.conftest import mixed_texts
 
 FACTS = [

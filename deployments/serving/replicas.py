@@ -1,26 +1,37 @@
-"""The model deployments: `Embedder` and `Reranker`, one engine and one batcher per replica.
+"""The model deployments: `Embedder` and `Reranker`, one engine per replica.
 
 These are plain classes; `deployments.app` turns them into Ray Serve deployments with the
 options from the config, so they can also be built and called directly in a test. Model
-work never runs on the replica's event loop: tokenisation goes to a worker thread and
-every forward pass to the batcher's compute thread, so health checks, pings and new
-arrivals are answered while a batch computes.
+work never runs on the replica's event loop: tokenisation goes to a worker thread, and
+compute either to the token-budget batcher's thread (torch, ONNX Runtime) or, for a
+backend that batches by itself (vLLM), straight to its async engine behind admission by
+tokens in flight. Health checks, pings and new arrivals are answered while a batch computes.
 """
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .batcher import QueueFullError, TokenBudgetBatcher
-from .config import EmbeddingModelConfig, RerankerModelConfig
-from .engine.backend import RerankInputs
-from .engine.embedding import EmbeddingEngine
-from .engine.reranking import RerankEngine
-from .engine.errors import EngineError
-from .engine.vectors import check_dimensions, truncate_and_normalize
-from .jobs import EmbedJob, EmbedOutcome, Refusal, ReplicaReport, RerankJob, RerankOutcome
+from ..config import EmbeddingModelConfig, RerankerModelConfig
+from ..engine.backend import RerankInputs
+from ..engine.embedding import EmbeddingEngine
+from ..engine.errors import EngineError
+from ..engine.reranking import RerankEngine
+from ..engine.vectors import check_dimensions, truncate_and_normalize
+from ..jobs import (
+    BatchTimings,
+    EmbedJob,
+    EmbedOutcome,
+    QueueFullError,
+    Refusal,
+    ReplicaReport,
+    RerankJob,
+    RerankOutcome,
+)
+from .batcher import TokenAdmission, TokenBudgetBatcher
 
 __all__ = ["Embedder", "Reranker"]
 
@@ -34,50 +45,76 @@ def _replica_name(fallback: str) -> str:
         return f"{fallback}-{os.getpid()}"
 
 
-class _ModelReplica:
-    batcher: TokenBudgetBatcher
+def _engine_options(config: EmbeddingModelConfig | RerankerModelConfig) -> dict[str, Any]:
+    """Keyword arguments of `EmbeddingEngine.load` / `RerankEngine.load` from a model entry."""
+    return {
+        "backend": config.backend, "device": config.device, "dtype": config.dtype, "max_length": config.max_length,
+        "max_batch_tokens": config.max_batch_tokens, "max_batch_size": config.max_batch_size,
+        "threads": config.torch_threads, "num_gpus": float(config.deployment.ray_actor_options.get("num_gpus", 0)),
+        "backend_options": config.backend_options(),
+    }
 
-    def __init__(self, name: str) -> None:
-        self.replica = _replica_name(name)
+
+class _ModelReplica:
+    """What both model replicas share: the way work reaches the engine, reports, health."""
+
+    engine: EmbeddingEngine | RerankEngine
+
+    def __init__(self, kind: str, config: EmbeddingModelConfig | RerankerModelConfig,
+                 run_batch: Callable[[list[Any]], Sequence[Any]]) -> None:
+        self.replica = _replica_name(kind)
+        self.config = config
+        name = f"{kind}[{config.served_name()}]"
+        self.batcher: TokenBudgetBatcher | None = None
+        self.admission: TokenAdmission | None = None
+        if self.engine.backend.schedules_batches:  # do not batch twice
+            self.admission = TokenAdmission(max_queued_tokens=config.max_queued_tokens,
+                                            retry_after_s=config.deployment.retry_after_s, name=name)
+        else:
+            self.batcher = TokenBudgetBatcher(
+                run_batch, max_batch_tokens=self.engine.max_batch_tokens, max_batch_size=config.max_batch_size,
+                max_queued_tokens=config.max_queued_tokens, batch_wait_s=config.batch_wait_ms / 1000,
+                retry_after_s=config.deployment.retry_after_s, name=name,
+            )
+
+    async def _compute(self, items: Sequence[Any], lengths: Sequence[int],
+                       direct: Callable[[], Awaitable[list[Any]]]) -> tuple[list[Any], BatchTimings]:
+        if self.batcher is not None:
+            return await self.batcher.submit(items, lengths)
+        assert self.admission is not None
+        return await self.admission.run(int(sum(lengths)), direct)
 
     def _report(self) -> ReplicaReport:
-        return ReplicaReport(
-            replica=self.replica,
-            queued_tokens=self.batcher.queued_tokens,
-            queued_requests=self.batcher.queued_requests,
-            batch_sizes=self.batcher.drain_batch_sizes(),
-        )
+        if self.batcher is not None:
+            return ReplicaReport(replica=self.replica, queued_tokens=self.batcher.queued_tokens,
+                                 queued_requests=self.batcher.queued_requests,
+                                 batch_sizes=self.batcher.drain_batch_sizes())
+        assert self.admission is not None
+        return ReplicaReport(replica=self.replica, queued_tokens=self.admission.queued_tokens,
+                             queued_requests=self.admission.queued_requests)
 
     async def ping(self) -> str:
         """Answered from the event loop, even while a batch computes."""
         return "ok"
 
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
     def __del__(self) -> None:
         batcher = getattr(self, "batcher", None)
         if batcher is not None:
             batcher.close()
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()
 
 
 class Embedder(_ModelReplica):
     """Serves one embedding model."""
 
     def __init__(self, config: EmbeddingModelConfig) -> None:
-        super().__init__("embedder")
-        self.config = config
-        self.engine = EmbeddingEngine.load(
-            config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
-            max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
-            threads=config.torch_threads,
-        )
-        self.batcher = TokenBudgetBatcher(
-            lambda rows: list(self.engine.pool(rows)),
-            max_batch_tokens=self.engine.max_batch_tokens,
-            max_batch_size=config.max_batch_size,
-            max_queued_tokens=config.max_queued_tokens,
-            batch_wait_s=config.batch_wait_ms / 1000,
-            retry_after_s=config.deployment.retry_after_s,
-            name=f"embedder[{config.served_name()}]",
-        )
+        self.engine = EmbeddingEngine.load(config.model, **_engine_options(config))
+        super().__init__("embedder", config, lambda rows: list(self.engine.pool(rows)))
 
     def _tokenize(self, job: EmbedJob) -> list[list[int]]:
         options: dict[str, Any] = {"truncate": job.truncate, "truncation_direction": job.truncation_direction}
@@ -97,7 +134,11 @@ class Embedder(_ModelReplica):
     async def _embed(self, job: EmbedJob) -> EmbedOutcome:
         check_dimensions(job.dimensions, self.engine.dimensions)
         token_ids = await asyncio.to_thread(self._tokenize, job)
-        pooled, timings = await self.batcher.submit(token_ids, [len(ids) for ids in token_ids])
+
+        async def direct() -> list[Any]:
+            return list(await self.engine.backend.pool_async(token_ids))
+
+        pooled, timings = await self._compute(token_ids, [len(ids) for ids in token_ids], direct)
         vectors = truncate_and_normalize(np.stack(pooled), job.dimensions, job.normalize)
         return EmbedOutcome(vectors=vectors, token_counts=[len(ids) for ids in token_ids], timings=timings,
                             report=self._report())
@@ -107,32 +148,16 @@ class Embedder(_ModelReplica):
         return {"kind": "embedding", "source": self.config.model, "dimensions": info.dimensions,
                 "max_length": info.max_length, "pooling": info.pooling,
                 "default_instruction": info.default_instruction, "prompts": info.prompts, "device": info.device,
-                "dtype": info.dtype}
-
-    async def check_health(self) -> None:
-        await self.engine.check_health()
+                "dtype": info.dtype, "backend": info.backend}
 
 
 class Reranker(_ModelReplica):
     """Serves one Qwen3-Reranker model."""
 
     def __init__(self, config: RerankerModelConfig) -> None:
-        super().__init__("reranker")
-        self.config = config
-        self.engine = RerankEngine.load(
-            config.model, device=config.device, dtype=config.dtype, max_length=config.max_length,
-            max_batch_tokens=config.max_batch_tokens, max_batch_size=config.max_batch_size,
-            prefix_cache_min_documents=config.prefix_cache_min_documents, threads=config.torch_threads,
-        )
-        self.batcher = TokenBudgetBatcher(
-            self._run_batch,
-            max_batch_tokens=self.engine.max_batch_tokens,
-            max_batch_size=config.max_batch_size,
-            max_queued_tokens=config.max_queued_tokens,
-            batch_wait_s=config.batch_wait_ms / 1000,
-            retry_after_s=config.deployment.retry_after_s,
-            name=f"reranker[{config.served_name()}]",
-        )
+        self.engine = RerankEngine.load(config.model, prefix_cache_min_documents=config.prefix_cache_min_documents,
+                                        **_engine_options(config))
+        super().__init__("reranker", config, self._run_batch)
 
     def _run_batch(self, items: list[tuple[RerankInputs, int]]) -> list[float]:
         # Items of one query stay together so its shared prefix is computed once per batch.
@@ -162,7 +187,12 @@ class Reranker(_ModelReplica):
         prepared = await asyncio.to_thread(self._prepare, job)
         items = [(inputs, d) for inputs in prepared for d in range(len(inputs.documents))]
         lengths = [len(inputs.shared) + len(inputs.documents[d]) for inputs, d in items]
-        flat, timings = await self.batcher.submit(items, lengths)
+
+        async def direct() -> list[Any]:
+            per_group = await self.engine.backend.logits_async(prepared)
+            return [float(v) for logits in per_group for v in logits]
+
+        flat, timings = await self._compute(items, lengths, direct)
         logits, start = [], 0
         for inputs in prepared:
             logits.append(np.asarray(flat[start : start + len(inputs.documents)], dtype=np.float32))
@@ -173,7 +203,5 @@ class Reranker(_ModelReplica):
     async def describe(self) -> dict[str, Any]:
         info = self.engine.info
         return {"kind": "reranker", "source": self.config.model, "max_length": info.max_length,
-                "default_instruction": info.default_instruction, "device": info.device, "dtype": info.dtype}
-
-    async def check_health(self) -> None:
-        await self.engine.check_health()
+                "default_instruction": info.default_instruction, "device": info.device, "dtype": info.dtype,
+                "backend": info.backend}

@@ -24,31 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ..jobs import BatchTimings, QueueFullError
+
 __all__ = ["QueueFullError", "BatchTimings", "BatcherStats", "TokenBudgetBatcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 logger = logging.getLogger(__name__)
-
-
-class QueueFullError(Exception):
-    """The replica's queue holds more tokens than it admits; retry later."""
-
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-@dataclass
-class BatchTimings:
-    """What one request cost, for the timing headers."""
-
-    queue_s: float = 0.0
-    """From submission until its first item started computing."""
-    inference_s: float = 0.0
-    """Wall time of the batches that carried its items."""
-    tokens: int = 0
-    batches: int = 0
 
 
 @dataclass
@@ -236,3 +218,35 @@ class TokenBudgetBatcher(Generic[T, R]):
         if self._worker is not None:
             self._worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class TokenAdmission:
+    """Admission by tokens in flight, for backends that batch inside themselves (vLLM).
+
+    The same rule as the batcher's queue: past `max_queued_tokens` a request is refused with
+    `QueueFullError` (429 + Retry-After), unless nothing is in flight.
+    """
+
+    def __init__(self, *, max_queued_tokens: int, retry_after_s: float = 1.0, name: str = "admission") -> None:
+        self.max_queued_tokens = max_queued_tokens
+        self.retry_after_s = retry_after_s
+        self.name = name
+        self.queued_tokens = 0
+        self.queued_requests = 0
+
+    async def run(self, tokens: int, compute: Callable[[], Any]) -> tuple[Any, BatchTimings]:
+        """Await `compute()` if admitted; its result and timings (the backend's own queue is inside)."""
+        if self.queued_requests and self.queued_tokens + tokens > self.max_queued_tokens:
+            raise QueueFullError(
+                f"{self.name} is busy: {self.queued_tokens} tokens in flight, the limit is {self.max_queued_tokens}",
+                retry_after_s=self.retry_after_s,
+            )
+        self.queued_tokens += tokens
+        self.queued_requests += 1
+        started = time.perf_counter()
+        try:
+            result = await compute()
+        finally:
+            self.queued_tokens -= tokens
+            self.queued_requests -= 1
+        return result, BatchTimings(inference_s=time.perf_counter() - started, tokens=tokens, batches=1)

@@ -8,7 +8,7 @@ the batching at work without a separate scrape of every replica. Ray's own metri
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .jobs import ReplicaReport
+from ..jobs import ReplicaReport
 
 __all__ = ["APIMetrics", "CONTENT_TYPE"]
 

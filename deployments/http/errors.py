@@ -1,0 +1,149 @@
+"""From error type to HTTP status, in one table, and the one error envelope every route sends.
+
+The envelope is OpenAI's: `{"error": {"message", "type", "param", "code"}}`. A status code
+is only ever chosen here: routes, middleware and the serving layer raise typed errors;
+FastAPI's own validation and routing errors are turned into typed errors first.
+Ray's exception types are looked up only when Ray is already loaded (the ingress), so the
+HTTP layer never imports Ray itself.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass, replace
+
+from clients.types import ErrorDetail, ErrorResponse
+
+from ..engine.errors import EngineError, InputTooLongError, InvalidInputError, ModelLoadError
+from ..errors import (
+    APIError,
+    AuthenticationFailed,
+    InvalidRequest,
+    MalformedRequest,
+    RequestTooLarge,
+    ServiceUnavailable,
+    UnknownModel,
+)
+from ..index.errors import CollectionConflict, CollectionNotFound, DocumentNotFound, StorageLayoutError
+from ..jobs import QueueFullError
+
+__all__ = [
+    "RouteNotFound",
+    "MethodNotAllowed",
+    "ErrorMapping",
+    "ERROR_TABLE",
+    "map_exception",
+    "error_body",
+    "error_response_bytes",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RouteNotFound(APIError):
+    """No route at this path."""
+
+
+class MethodNotAllowed(APIError):
+    """The path exists, not with this method."""
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    status: int
+    type: str
+    code: str
+    retry_after_s: float | None = None
+
+
+# Most specific first: the first row whose type matches wins.
+ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
+    (MalformedRequest, ErrorMapping(400, "invalid_request_error", "invalid_json")),
+    (AuthenticationFailed, ErrorMapping(401, "authentication_error", "invalid_api_key")),
+    (RouteNotFound, ErrorMapping(404, "not_found_error", "route_not_found")),
+    (UnknownModel, ErrorMapping(404, "not_found_error", "model_not_found")),
+    (CollectionNotFound, ErrorMapping(404, "not_found_error", "collection_not_found")),
+    (DocumentNotFound, ErrorMapping(404, "not_found_error", "document_not_found")),
+    (MethodNotAllowed, ErrorMapping(405, "invalid_request_error", "method_not_allowed")),
+    (CollectionConflict, ErrorMapping(409, "conflict_error", "collection_conflict")),
+    (RequestTooLarge, ErrorMapping(413, "invalid_request_error", "request_too_large")),
+    (InputTooLongError, ErrorMapping(413, "invalid_request_error", "input_too_long")),
+    (InvalidInputError, ErrorMapping(422, "invalid_request_error", "invalid_input")),
+    (InvalidRequest, ErrorMapping(422, "invalid_request_error", "invalid_request")),
+    (QueueFullError, ErrorMapping(429, "rate_limit_error", "queue_full", 1.0)),
+    (ServiceUnavailable, ErrorMapping(503, "service_unavailable_error", "unavailable", 5.0)),
+    (ModelLoadError, ErrorMapping(503, "service_unavailable_error", "model_not_loaded", 5.0)),
+    (StorageLayoutError, ErrorMapping(503, "service_unavailable_error", "storage_layout", 30.0)),
+]
+INTERNAL = ErrorMapping(500, "internal_error", "internal_error")
+
+
+def _ray_rows() -> list[tuple[type[BaseException], ErrorMapping]]:
+    """Rows for the errors Ray Serve raises at the ingress when a deployment cannot take a request."""
+    if "ray" not in sys.modules:  # no Ray loaded: no Ray exception can exist in this process
+        return []
+    from ray import exceptions as ray_exceptions
+    from ray.serve import exceptions as serve_exceptions
+
+    rows: list[tuple[type[BaseException], ErrorMapping]] = [
+        (serve_exceptions.BackPressureError, ErrorMapping(429, "rate_limit_error", "queue_full", 1.0)),
+        (serve_exceptions.RequestCancelledError, ErrorMapping(499, "request_cancelled", "client_closed_request")),
+    ]
+    if hasattr(serve_exceptions, "DeploymentUnavailableError"):
+        rows.append((serve_exceptions.DeploymentUnavailableError,
+                     ErrorMapping(503, "service_unavailable_error", "deployment_unavailable", 5.0)))
+    rows += [
+        (ray_exceptions.RayActorError, ErrorMapping(503, "service_unavailable_error", "replica_failed", 1.0)),
+        (ray_exceptions.GetTimeoutError, ErrorMapping(504, "timeout_error", "model_timeout")),
+    ]
+    return rows
+
+
+def map_exception(exc: BaseException) -> ErrorMapping:
+    """The status and type for an exception; 500 only for what no row names (a bug, never the client)."""
+    for error_type, mapping in ERROR_TABLE + _ray_rows():
+        if isinstance(exc, error_type):
+            retry_after = getattr(exc, "retry_after_s", None)
+            if mapping.retry_after_s is not None and isinstance(retry_after, int | float) and retry_after > 0:
+                return replace(mapping, retry_after_s=float(retry_after))
+            return mapping
+    cause = getattr(exc, "cause", None)  # Ray wraps a replica's exception; look inside
+    if isinstance(cause, BaseException) and cause is not exc:
+        return map_exception(cause)
+    return INTERNAL
+
+
+def _message(exc: BaseException) -> tuple[str, str | None]:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(exc, EngineError | APIError | QueueFullError):
+        exc = cause
+    if isinstance(exc, EngineError | APIError):
+        return exc.message, exc.param
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__), None
+
+
+def error_body(exc: BaseException, request_id: str | None = None) -> tuple[ErrorMapping, ErrorResponse]:
+    """The mapping and envelope for `exc`; a 500 hides internals behind the request id."""
+    mapping = map_exception(exc)
+    if mapping is INTERNAL:
+        logger.error("request %s failed", request_id, exc_info=exc)
+        message, param = f"internal error; quote request id {request_id} when reporting it", None
+    else:
+        message, param = _message(exc)
+    return mapping, ErrorResponse(error=ErrorDetail(message=message, type=mapping.type, param=param,
+                                                    code=mapping.code))
+
+
+def error_response_bytes(exc: BaseException, request_id: str | None = None
+                         ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the envelope for `exc`: the one builder every error answer uses."""
+    import orjson
+
+    mapping, body = error_body(exc, request_id)
+    payload = orjson.dumps(body.model_dump())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if mapping.retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, round(mapping.retry_after_s))).encode()))
+    if mapping.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="qwen3-search"'))
+    return mapping.status, headers, payload

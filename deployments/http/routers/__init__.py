@@ -1,0 +1,7 @@
+"""One router per API dialect; each route is a thin adapter: wire request -> job -> wire response."""
+
+from . import cohere, collections, openai, ops, rerank, score, tei
+
+__all__ = ["ALL_ROUTERS"]
+
+ALL_ROUTERS = [openai.router, tei.router, rerank.router, cohere.router, score.router, collections.router, ops.router]

@@ -1,0 +1,3 @@
+"""The service version, reported by /info and the OpenAPI document."""
+
+VERSION = "0.1.0"

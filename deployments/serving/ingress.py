@@ -1,0 +1,184 @@
+"""The Serve ingress: the FastAPI app of `deployments.http`, served by a Ray Serve deployment
+that reaches the model deployments and the search pipeline through `DeploymentHandle`s."""
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+
+from ..catalog import ModelEntry, ModelKind, resolve_entry
+from ..config import LimitsConfig
+from ..errors import ServiceUnavailable
+from ..http import create_app
+from ..http.metrics import APIMetrics
+from ..index.base import CollectionInfo
+from ..jobs import EmbedJob, EmbedOutcome, QueueFullError, RerankJob, RerankOutcome, SearchJob, SearchOutcome, unwrap
+
+__all__ = ["APIIngress", "HandleModelService", "HandleSearchService", "read_api_keys"]
+
+_KEY_REFRESH_S = 10.0
+
+
+def read_api_keys(env_name: str, file_env_name: str, environ: dict[str, str] | None = None
+                  ) -> tuple[frozenset[str] | None, str | None]:
+    """Keys from $env_name (comma-separated) and the file named by $file_env_name (one per line),
+    and what is wrong with a configured source.
+
+    (None, None): neither variable set (or both empty): authentication is off. A key file that
+    is named but missing, unreadable or empty gives an empty set, and every request is refused
+    (fail closed) until it holds a key again.
+    """
+    env = os.environ if environ is None else environ
+    listed, path = env.get(env_name, "").strip(), env.get(file_env_name, "").strip()
+    if not listed and not path:
+        return None, None
+    keys = {k.strip() for k in listed.split(",") if k.strip()}
+    problem = None
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                keys |= {line.strip() for line in f if line.strip() and not line.startswith("#")}
+            problem = f"API key file {path} (${file_env_name}) holds no key"
+        except OSError as exc:
+            problem = f"API key file {path} (${file_env_name}) cannot be read: {exc.strerror or exc}"
+    if not keys:
+        problem = problem or f"${env_name} holds no key"
+    return frozenset(keys), (problem if not keys else None)
+
+
+async def _call(target: Any, method: str, *args: Any, what: str) -> Any:
+    """`target.method.remote(*args)` with Serve's refusals turned into our typed errors."""
+    try:
+        return unwrap(await getattr(target, method).remote(*args))
+    except BackPressureError as exc:
+        # Serve's own handler would answer in plain text; ours keeps the error envelope.
+        raise QueueFullError(f"{what} is at capacity ({exc.message}); retry later",
+                             retry_after_s=exc.retry_after_s or 1.0) from exc
+
+
+class HandleSearchService:
+    """The SearchService of the HTTP layer: one typed call per pipeline method."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await _call(self._pipeline, method, *args, what="the search pipeline")
+
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
+                                ) -> tuple[CollectionInfo, bool]:
+        return await self._call("create_collection", name, model, dimensions, index)
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        return await self._call("list_collections")
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        return await self._call("get_collection", name)
+
+    async def delete_collection(self, name: str) -> None:
+        await self._call("delete_collection", name)
+
+    async def upsert(self, name: str, documents: list[tuple[str | None, str, dict | None]], truncate: bool
+                     ) -> list[str]:
+        return await self._call("upsert", name, documents, truncate)
+
+    async def get_document(self, name: str, doc_id: str) -> dict:
+        return await self._call("get_document", name, doc_id)
+
+    async def delete_document(self, name: str, doc_id: str) -> None:
+        await self._call("delete_document", name, doc_id)
+
+    async def search(self, name: str, job: SearchJob) -> SearchOutcome:
+        return await self._call("search", name, job)
+
+
+class HandleModelService:
+    """The ModelService of the HTTP layer, backed by Serve deployment handles."""
+
+    def __init__(self, *, models: list[ModelEntry], handles: dict[str, Any], pipeline: Any,
+                 components: dict[str, Any], limits: LimitsConfig, api_keys_env: str, api_keys_file_env: str,
+                 health_timeout_s: float = 5.0) -> None:
+        self.entries = [entry.bound(handles) for entry in models]
+        self.search = HandleSearchService(pipeline)
+        self._pipeline = pipeline
+        self._components = components
+        self.limits = limits
+        self.metrics = APIMetrics()
+        self._keys_env, self._keys_file_env = api_keys_env, api_keys_file_env
+        self._keys, self.key_problem = read_api_keys(api_keys_env, api_keys_file_env)
+        self._keys_read_at = time.monotonic()
+        self._described: dict[str, dict[str, Any]] = {}
+        self.health_timeout_s = health_timeout_s
+
+    def api_keys(self) -> frozenset[str] | None:
+        # Re-read now and then, so a rotated Secret takes effect without a restart.
+        if time.monotonic() - self._keys_read_at > _KEY_REFRESH_S:
+            self._keys, self.key_problem = read_api_keys(self._keys_env, self._keys_file_env)
+            self._keys_read_at = time.monotonic()
+        return self._keys
+
+    def resolve(self, kind: ModelKind, name: str | None) -> ModelEntry:
+        return resolve_entry(self.entries, kind, name)
+
+    async def _model_call(self, entry: ModelEntry, method: str, job: EmbedJob | RerankJob) -> Any:
+        gauge = self.metrics.in_flight.labels(entry.name)
+        gauge.inc()
+        try:
+            outcome = await _call(entry.handle, method, job, what=f"model {entry.name!r}")
+        except Exception as exc:
+            from ray.serve.exceptions import DeploymentUnavailableError
+
+            if isinstance(exc, DeploymentUnavailableError):
+                raise ServiceUnavailable(f"model {entry.name!r} is unavailable: {exc}") from exc
+            raise
+        finally:
+            gauge.dec()
+        self.metrics.record_model_call(entry.name, entry.kind, job.count, outcome.timings.tokens,
+                                       outcome.timings.queue_s, outcome.timings.inference_s, outcome.report)
+        return outcome
+
+    async def embed(self, entry: ModelEntry, job: EmbedJob) -> EmbedOutcome:
+        return await self._model_call(entry, "embed", job)
+
+    async def rerank(self, entry: ModelEntry, job: RerankJob) -> RerankOutcome:
+        return await self._model_call(entry, "rerank", job)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        missing = [e for e in self.entries if e.name not in self._described]
+        answers = await asyncio.gather(*(e.handle.describe.remote() for e in missing))
+        for entry, answer in zip(missing, answers, strict=True):
+            self._described[entry.name] = answer
+        return [self._described[e.name] for e in self.entries]
+
+    async def health(self) -> dict[str, str]:
+        async def ping(handle: Any) -> str:
+            try:
+                return str(await asyncio.wait_for(handle.ping.remote(), self.health_timeout_s))
+            except TimeoutError:
+                return f"no answer within {self.health_timeout_s:g}s"
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                text = str(exc).strip()
+                return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+
+        targets = {e.deployment: e.handle for e in self.entries} | self._components
+        states = dict(zip(targets, await asyncio.gather(*(ping(h) for h in targets.values())), strict=True))
+        if self.key_problem:
+            states["auth"] = self.key_problem
+        return states
+
+
+@serve.ingress()
+class APIIngress:
+    """HTTP entry point; arguments as `HandleModelService` takes them."""
+
+    def __init__(self, **service_args: Any) -> None:
+        self.service = HandleModelService(**service_args)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Built in the replica after __init__, so the routes reach this replica's service.
+        # Serve's proxy sets and echoes x-request-id itself; the app reuses that id.
+        return create_app(lambda: self.service, echo_request_id=False)
