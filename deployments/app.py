@@ -4,6 +4,8 @@ No `from __future__ import annotations` here: Ray Serve reads the builder's anno
 validate `args` into `AppArgs`, and a string annotation would silently hand it a dict.
 """
 
+from typing import Any
+
 from ray import serve
 from ray.serve import Application
 
@@ -15,6 +17,11 @@ from .serving.pipeline import SearchPipeline
 from .serving.replicas import Embedder, Reranker
 
 __all__ = ["build_app", "AppArgs"]
+
+
+def _deployment(cls: type) -> Any:
+    """`serve.deployment` as a plain call (its decorator overloads confuse type checkers)."""
+    return serve.deployment(cls)
 
 
 def _deployment_name(config: EmbeddingModelConfig | RerankerModelConfig, base: str, position: int) -> str:
@@ -35,7 +42,7 @@ def build_app(args: AppArgs) -> Application:
 
     models: list[ModelEntry] = []
     handles: dict[str, Application] = {}
-    groups: list[tuple[str, str, type, list[EmbeddingModelConfig] | list[RerankerModelConfig]]] = [
+    groups: list[tuple[str, str, type, list[Any]]] = [
         ("embedding", "Embedder", Embedder, list(args.embedding_models)),
         ("reranker", "Reranker", Reranker, list(args.reranker_models)),
     ]
@@ -44,21 +51,21 @@ def build_app(args: AppArgs) -> Application:
             name = _deployment_name(config, base, position)
             if name in handles:
                 raise ValueError(f"two models share the deployment name {name!r}; set deployment_name")
-            deployment = serve.deployment(cls).options(name=name, **config.deployment.serve_options())
+            deployment = _deployment(cls).options(name=name, **config.deployment.serve_options())
             handles[name] = deployment.bind(config)
             models.append(ModelEntry(name=config.served_name(), kind=kind, source=config.model,  # type: ignore[arg-type]
                                      deployment=name, default=position == 0, backend=config.backend))
 
     index = args.index
     shards = [
-        serve.deployment(IndexShard).options(name=f"IndexShard-{i}", **index.deployment.serve_options())
+        _deployment(IndexShard).options(name=f"IndexShard-{i}", **index.deployment.serve_options())
         .bind(i, index.shards, index.storage_path, index.hnsw_threshold, index.expansion_search)
         for i in range(index.shards)
     ]
-    pipeline = serve.deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
+    pipeline = _deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
         models=models, handles=handles, shards=shards)
     components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
-    ingress = serve.deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
+    ingress = _deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
     return ingress.bind(models=models, handles=handles, pipeline=pipeline, components=components, limits=args.limits,
                         api_keys_env=args.api_keys_env, api_keys_file_env=args.api_keys_file_env,
                         health_timeout_s=args.health_timeout_s)

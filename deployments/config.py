@@ -262,7 +262,9 @@ class AppArgs(_Config):
         default (first) models; a bad value fails validation like one in the file."""
         env = os.environ if environ is None else environ
         updated = self.model_copy(deep=True)
-        for models, prefix in ((updated.embedding_models, "EMBEDDER"), (updated.reranker_models, "RERANKER")):
+        groups: list[tuple[list[Any], str]] = [(updated.embedding_models, "EMBEDDER"),
+                                               (updated.reranker_models, "RERANKER")]
+        for models, prefix in groups:
             changes = {field: env[f"{prefix}_{field.upper()}"] for field in ("model", "backend")
                        if env.get(f"{prefix}_{field.upper()}")}
             if changes:

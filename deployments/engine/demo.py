@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         embedder = EmbeddingEngine.load(args.embedding_model, device=args.device)
         reranker = RerankEngine.load(args.reranker_model, device=args.device)
-        print(f"loaded both models in {time.perf_counter() - started:.1f}s on {embedder.device}")
+        print(f"loaded both models in {time.perf_counter() - started:.1f}s on {embedder.info.device}")
     except EngineError as exc:
         parser.exit(2, f"error: {exc}\n")
 

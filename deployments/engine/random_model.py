@@ -155,7 +155,7 @@ def write_random_model(
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
+        rope_theta=1_000_000.0,  # type: ignore[call-arg]
         rms_norm_eps=1e-6,
         initializer_range=init_std if init_std is not None else (0.1 if size == "tiny" else 0.02),
         bos_token_id=None,

@@ -119,7 +119,7 @@ def _cache_from_tensors(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
     try:
         return DynamicCache(layers)
     except TypeError:  # transformers 4.x
-        return DynamicCache.from_legacy_cache(tuple(layers))
+        return DynamicCache.from_legacy_cache(tuple(layers))  # type: ignore[attr-defined]
 
 
 def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -9,7 +9,7 @@ Not thread-safe: the shard serialises access.
 """
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class VectorSet:
         self._labels = np.empty(0, dtype=np.int64)
         self._count = 0
         self._row: dict[int, int] = {}
-        self._hnsw = None
+        self._hnsw: Any = None
 
     def __len__(self) -> int:
         return self._count

@@ -58,7 +58,7 @@ def _engine_options(config: EmbeddingModelConfig | RerankerModelConfig) -> dict[
 class _ModelReplica:
     """What both model replicas share: the way work reaches the engine, reports, health."""
 
-    engine: EmbeddingEngine | RerankEngine
+    engine: Any  # EmbeddingEngine or RerankEngine, narrowed by each subclass
 
     def __init__(self, kind: str, config: EmbeddingModelConfig | RerankerModelConfig,
                  run_batch: Callable[[list[Any]], Sequence[Any]]) -> None:
@@ -112,6 +112,8 @@ class _ModelReplica:
 class Embedder(_ModelReplica):
     """Serves one embedding model."""
 
+    engine: EmbeddingEngine
+
     def __init__(self, config: EmbeddingModelConfig) -> None:
         self.engine = EmbeddingEngine.load(config.model, **_engine_options(config))
         super().__init__("embedder", config, lambda rows: list(self.engine.pool(rows)))
@@ -153,6 +155,8 @@ class Embedder(_ModelReplica):
 
 class Reranker(_ModelReplica):
     """Serves one Qwen3-Reranker model."""
+
+    engine: RerankEngine
 
     def __init__(self, config: RerankerModelConfig) -> None:
         self.engine = RerankEngine.load(config.model, prefix_cache_min_documents=config.prefix_cache_min_documents,
