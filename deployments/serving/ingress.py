@@ -12,7 +12,6 @@ from ray.serve.exceptions import BackPressureError
 
 from ..catalog import ModelEntry, ModelKind, resolve_entry
 from ..config import LimitsConfig
-from ..errors import ServiceUnavailable
 from ..http import create_app
 from ..http.metrics import APIMetrics
 from ..index.base import CollectionInfo
@@ -129,12 +128,6 @@ class HandleModelService:
         gauge.inc()
         try:
             outcome = await _call(entry.handle, method, job, what=f"model {entry.name!r}")
-        except Exception as exc:
-            from ray.serve.exceptions import DeploymentUnavailableError
-
-            if isinstance(exc, DeploymentUnavailableError):
-                raise ServiceUnavailable(f"model {entry.name!r} is unavailable: {exc}") from exc
-            raise
         finally:
             gauge.dec()
         self.metrics.record_model_call(entry.name, entry.kind, job.count, outcome.timings.tokens,
