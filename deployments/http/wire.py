@@ -17,7 +17,7 @@ from ..jobs import EmbedJob, EmbedOutcome, RerankJob, RerankOutcome
 from .service import ModelService
 
 __all__ = ["JSONBody", "respond", "model_service", "split_input", "check_documents", "truncation", "ranked",
-           "run_embed", "run_rerank", "sigmoid"]
+           "run_embed", "run_rerank", "rank_documents", "sigmoid"]
 
 
 class JSONBody(Response):
@@ -99,3 +99,15 @@ async def run_rerank(request: Request, model: str | None, job: RerankJob) -> tup
     outcome = await service.rerank(entry, job)
     _note_timings(request, outcome)
     return entry, outcome
+
+
+async def rank_documents(request: Request, model: str | None, query: str, documents: list[str], *,
+                         instruction: str | None, truncate: bool, max_tokens_per_document: int | None
+                         ) -> tuple[ModelEntry, np.ndarray, int]:
+    """One query against its documents (the Jina and Cohere shape): entry, P(yes) per document, tokens."""
+    check_documents(len(documents), model_service(request).limits)
+    entry, outcome = await run_rerank(request, model, RerankJob(
+        groups=[(query, documents)], instruction=instruction, truncate=truncate,
+        max_tokens_per_document=max_tokens_per_document,
+    ))
+    return entry, sigmoid(outcome.logits[0]), int(sum(outcome.token_counts[0]))

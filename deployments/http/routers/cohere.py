@@ -6,23 +6,17 @@ from fastapi.responses import Response
 from clients.types import CohereRerankRequest, CohereRerankResponse
 from clients.types.rerank import CohereRerankMeta, CohereRerankResult, RerankDocumentText
 
-from ...jobs import RerankJob
-from ..wire import check_documents, model_service, ranked, respond, run_rerank, sigmoid
+from ..wire import rank_documents, ranked, respond
 
 router = APIRouter(tags=["rerank"])
 
 
 @router.post("/v2/rerank", response_model=CohereRerankResponse, summary="Cohere v2 rerank")
 async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response:
-    limits = model_service(request).limits
     documents = body.document_texts()
-    check_documents(len(documents), limits)
-    _, outcome = await run_rerank(request, body.model, RerankJob(
-        groups=[(body.query, documents)], instruction=body.instruction, truncate=True,
-        max_tokens_per_document=body.max_tokens_per_doc,
-    ))
-    scores = sigmoid(outcome.logits[0])
-    tokens = int(sum(outcome.token_counts[0]))
+    _, scores, tokens = await rank_documents(request, body.model, body.query, documents,
+                                             instruction=body.instruction, truncate=True,
+                                             max_tokens_per_document=body.max_tokens_per_doc)
     results = [CohereRerankResult(index=i, relevance_score=float(scores[i]),
                                   document=RerankDocumentText(text=documents[i]) if body.return_documents else None)
                for i in ranked(scores, body.top_n)]

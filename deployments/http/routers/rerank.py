@@ -6,22 +6,17 @@ from fastapi.responses import Response
 from clients.types import RerankRequest, RerankResponse
 from clients.types.rerank import RerankDocumentText, RerankResult, RerankUsage
 
-from ...jobs import RerankJob
-from ..wire import check_documents, model_service, ranked, respond, run_rerank, sigmoid, truncation
+from ..wire import model_service, rank_documents, ranked, respond, truncation
 
 router = APIRouter(tags=["rerank"])
 
 
 async def jina_rerank(body: RerankRequest, request: Request) -> Response:
-    limits = model_service(request).limits
     documents = body.document_texts()
-    check_documents(len(documents), limits)
-    entry, outcome = await run_rerank(request, body.model, RerankJob(
-        groups=[(body.query, documents)], instruction=body.instruction, truncate=truncation(limits, body.truncate),
-        max_tokens_per_document=body.max_tokens_per_doc,
-    ))
-    scores = sigmoid(outcome.logits[0])
-    tokens = int(sum(outcome.token_counts[0]))
+    entry, scores, tokens = await rank_documents(
+        request, body.model, body.query, documents, instruction=body.instruction,
+        truncate=truncation(model_service(request).limits, body.truncate),
+        max_tokens_per_document=body.max_tokens_per_doc)
     results = [RerankResult(index=i, relevance_score=float(scores[i]),
                             document=RerankDocumentText(text=documents[i]) if body.return_documents else None)
                for i in ranked(scores, body.top_n)]
