@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -190,6 +191,8 @@ def _upload_size(document: dict[str, Any]) -> int:
 class _ProgressBar(Protocol):
     def update(self, n: int) -> object: ...
 
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> object: ...
+
     def close(self) -> None: ...
 
 
@@ -197,8 +200,39 @@ class _NoProgress:
     def update(self, n: int) -> None:
         pass
 
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+class _UploadProgress:
+    """An upload's bar: it counts documents stored as each chunk is acknowledged (in the order the
+    answers come, not the order of the chunks), and shows how many are sent and not yet stored."""
+
+    def __init__(self, bar: _ProgressBar) -> None:
+        self._bar = bar
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    def sent(self, count: int) -> None:
+        with self._lock:
+            self._in_flight += count
+            self._bar.set_postfix_str(f"{self._in_flight} in flight")
+
+    def stored(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+            self._bar.set_postfix_str(f"{self._in_flight} in flight", refresh=False)
+            self._bar.update(count)
+
+    def failed(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _progress_bar(enabled: bool | None, total: int | None, description: str) -> _ProgressBar:
@@ -380,15 +414,21 @@ class Client(SyncAPIClient):
                          max_bytes=_byte_budget(limits), size=_upload_size)
         path = _collection_path(collection, "documents")
         ids: list[str] = []
-        bar = _progress_bar(progress, _total_of(documents, total), f"upsert {collection}")
+        bar = _UploadProgress(_progress_bar(progress, _total_of(documents, total), f"upsert {collection}"))
 
         def upload(chunk: list[dict[str, Any]]) -> UpsertResponse:
             spec = RequestSpec("POST", path, _parser(UpsertResponse), body={"documents": chunk})
-            return self._send(spec, options)
+            bar.sent(len(chunk))
+            try:
+                response = self._send(spec, options)
+            except BaseException:
+                bar.failed(len(chunk))
+                raise
+            bar.stored(len(chunk))
+            return response
 
         def record(response: UpsertResponse) -> None:
             ids.extend(response.ids)
-            bar.update(len(response.ids))
 
         try:
             self._run_ordered(upload, chunks, record)
@@ -580,15 +620,21 @@ class AsyncClient(AsyncAPIClient):
         size = min(batch_size or limits.max_documents_per_upsert, limits.max_documents_per_upsert)
         path = _collection_path(collection, "documents")
         ids: list[str] = []
-        bar = _progress_bar(progress, _total_of(documents, total), f"upsert {collection}")
+        bar = _UploadProgress(_progress_bar(progress, _total_of(documents, total), f"upsert {collection}"))
 
         async def upload(chunk: list[dict[str, Any]]) -> UpsertResponse:
             spec = RequestSpec("POST", path, _parser(UpsertResponse), body={"documents": chunk})
-            return await self._send(spec, options)
+            bar.sent(len(chunk))
+            try:
+                response = await self._send(spec, options)
+            except BaseException:
+                bar.failed(len(chunk))
+                raise
+            bar.stored(len(chunk))
+            return response
 
         def record(response: UpsertResponse) -> None:
             ids.extend(response.ids)
-            bar.update(len(response.ids))
 
         try:
             if isinstance(documents, AsyncIterable):
