@@ -18,6 +18,7 @@ but is not ready; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -67,6 +68,11 @@ def _width() -> int:
     return max(60, shutil.get_terminal_size((120, 24)).columns)
 
 
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 input`, `2 inputs`: every count the CLI prints goes through here."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def _short(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: max(1, width - 1)] + "…"
@@ -111,18 +117,44 @@ def _lines(values: list[str], what: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- commands
+HEALTH_POLL_SECONDS = 1.0
+"""`health --wait`: seconds between polls."""
+HEALTH_REPEAT_SECONDS = 10.0
+"""`health --wait`: an unchanged state is printed again after this long, so a long wait shows it is alive."""
+
+
+def _waiting_for(base_url: str, health: HealthResponse | None, error: BaseException | None) -> str:
+    """What `health --wait` is waiting for, in one line."""
+    if isinstance(error, APIStatusError):
+        return f"waiting: {base_url}/health answered {error.status_code} ({error.message})"
+    if error is not None:
+        return f"waiting for {base_url} to answer ({getattr(error, 'message', None) or error})"
+    assert health is not None
+    pending = [f"{name} ({state})" for name, state in sorted(health.deployments.items()) if state != "ok"]
+    return "waiting for " + (", ".join(pending) if pending else f"the service (status {health.status})")
+
+
 def cmd_health(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    deadline = time.monotonic() + args.wait
+    started = time.monotonic()
+    deadline = started + args.wait
+    said, said_at = "", 0.0
     while True:
+        error: BaseException | None = None
         try:
             health: HealthResponse | None = client.health(max_retries=0 if args.wait else None)
-        except (APIConnectionError, APIStatusError):
+        except (APIConnectionError, APIStatusError) as exc:
             if time.monotonic() >= deadline:
                 raise
-            health = None
+            health, error = None, exc
         if health is not None and (health.status == "ok" or time.monotonic() >= deadline):
             break
-        time.sleep(1.0)
+        # Progress goes to stderr, so that stdout holds only the final answer (and --json stays parseable).
+        now = time.monotonic()
+        line = _waiting_for(client.base_url, health, error)
+        if line != said or now - said_at >= HEALTH_REPEAT_SECONDS:
+            print(f"{line}; {now - started:.0f} s of {args.wait:.0f} s", file=sys.stderr, flush=True)
+            said, said_at = line, now
+        time.sleep(HEALTH_POLL_SECONDS)
     if args.json:
         _dump(health, out)
     else:
@@ -159,8 +191,8 @@ def cmd_embed(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     else:
         import numpy as np
 
-        print(f"model {result.model} · {len(result)} inputs · {result.dimensions} dimensions · "
-              f"{result.usage.total_tokens} tokens", file=out)
+        print(f"model {result.model} · {_plural(len(result), 'input')} · {_plural(result.dimensions, 'dimension')}"
+              f" · {_plural(result.usage.total_tokens, 'token')}", file=out)
         norms = np.linalg.norm(result.embeddings, axis=1)
         rows = [[str(i), f"{norms[i]:.3f}", "[" + ", ".join(f"{v:+.4f}" for v in row[:4]) + ", …]", text]
                 for i, (row, text) in enumerate(zip(result.embeddings, texts, strict=True))]
@@ -174,7 +206,8 @@ def cmd_rerank(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _dump(result, out)
         return EXIT_OK
-    print(f"model {result.model} · {len(documents)} documents · {result.usage.total_tokens} tokens", file=out)
+    print(f"model {result.model} · {_plural(len(documents), 'document')} · "
+          f"{_plural(result.usage.total_tokens, 'token')}", file=out)
     rows = [[str(rank), str(r.index), f"{r.relevance_score:.4f}", documents[r.index]]
             for rank, r in enumerate(result.results, 1)]
     _table(["rank", "index", "score", "document"], rows, [True, True, True, False], out)
@@ -200,7 +233,7 @@ def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 def _print_search(collection: str, query: str, result: SearchResult, reranked: bool, out: TextIO) -> None:
     t = result.timings
-    print(f"{collection}: {len(result.results)} results for {query!r} in {t.total_ms:.1f} ms "
+    print(f"{collection}: {_plural(len(result.results), 'result')} for {query!r} in {t.total_ms:.1f} ms "
           f"(embed {t.embed_ms:.1f}, search {t.search_ms:.1f}, rerank {t.rerank_ms:.1f})", file=out)
     has_metadata = any(hit.metadata for hit in result.results)
     headers = ["rank", "score" if reranked else "cosine", *(["cosine"] if reranked else []), "id",
@@ -245,8 +278,8 @@ def cmd_collections(client: Client, args: argparse.Namespace, out: TextIO) -> in
     if args.json:
         _dump(collection, out)
     else:
-        print(f"{collection.name}: model {collection.model}, {collection.dimensions} dimensions, index "
-              f"{collection.index}, {collection.count} documents, created {_when(collection.created_at)} UTC",
+        print(f"{collection.name}: model {collection.model}, {_plural(collection.dimensions, 'dimension')}, index "
+              f"{collection.index}, {_plural(collection.count, 'document')}, created {_when(collection.created_at)} UTC",
               file=out)
     return EXIT_OK
 
@@ -256,6 +289,15 @@ def _when(timestamp: float) -> str:
 
 
 # ---------------------------------------------------------------- ingest
+INGEST_BATCH_SIZE = 64
+"""Documents per upload request of `ingest` (unless --batch-size). The server embeds an upload in
+chunks of 64 anyway, so smaller requests cost no throughput, and the progress bar moves each time
+one is stored instead of once per server-sized (1024-document) request."""
+
+BEIR_FIELDS = ("_id", "title", "text")
+"""A record with these fields (and no `id`) is a BEIR corpus line, like SciFact's corpus.jsonl."""
+
+
 @dataclass
 class _Tally:
     read: int = 0
@@ -269,19 +311,35 @@ def _content_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _record(obj: Any, where: str, args: argparse.Namespace, tally: _Tally) -> dict[str, Any] | None:
+def _is_beir(obj: Any, args: argparse.Namespace) -> bool:
+    layout = getattr(args, "layout", "auto")
+    if layout != "auto":
+        return bool(layout == "beir")
+    return (isinstance(obj, dict) and all(k in obj for k in BEIR_FIELDS) and args.id_field not in obj
+            and args.id_field == "id" and args.text_field == "text")
+
+
+def _record(obj: Any, where: str, args: argparse.Namespace, tally: _Tally, *,
+            beir: bool = False) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         raise UsageError(f"{where}: expected a JSON object with a {args.text_field!r} field")
     text = obj.get(args.text_field)
     if not isinstance(text, str):
         raise UsageError(f"{where}: no {args.text_field!r} string field")
+    id_field = "_id" if beir else args.id_field
+    if beir:
+        # As BEIR embeds a corpus: title, a space, text, stripped (the title also stays in metadata).
+        title = obj.get("title")
+        if title is not None and not isinstance(title, str):
+            raise UsageError(f"{where}: 'title' is not a string")
+        text = (title + " " + text).strip() if title is not None else text.strip()
     tally.read += 1
     if not text.strip():
         tally.blank += 1
         return None
-    raw_id = obj.get(args.id_field)
+    raw_id = obj.get(id_field)
     metadata = dict(obj["metadata"]) if isinstance(obj.get("metadata"), dict) else {}
-    metadata.update({k: v for k, v in obj.items() if k not in (args.id_field, args.text_field, "metadata")
+    metadata.update({k: v for k, v in obj.items() if k not in (id_field, args.text_field, "metadata")
                      and v not in (None, "")})
     return {"id": str(raw_id) if raw_id not in (None, "") else _content_id(text), "text": text,
             "metadata": metadata or None}
@@ -301,73 +359,89 @@ def _format_of(path: str, given: str) -> str:
     return formats[suffix]
 
 
-def _read_documents(path: str, fmt: str, args: argparse.Namespace, tally: _Tally) -> tuple[Iterator[dict[str, Any]],
-                                                                                          int | None]:
-    """The documents of the input, read lazily, and how many there are when that is cheap to know."""
-    if fmt == "dir":
-        root = Path(path)
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+class _Input:
+    """The documents of an input file (or folder, or stdin), read lazily and as often as asked.
 
-        def from_files() -> Iterator[dict[str, Any]]:
-            for file in files:
-                doc = _record({args.id_field: file.relative_to(root).as_posix(),
-                               args.text_field: file.read_text(encoding="utf-8", errors="replace")},
-                              str(file), args, tally)
-                if doc is not None:
-                    yield doc
+    `validate()` reads everything once, before anything is created on the server, so that a
+    malformed line stops `ingest` with nothing left behind; iterating again streams the documents
+    for the upload (stdin is kept in memory: it cannot be read twice). `tally` counts the last
+    pass; `beir` says whether the first record had the BEIR layout (then all are read that way).
+    """
 
-        return from_files(), len(files)
-    if path != "-" and not os.path.isfile(path):
-        raise UsageError(f"no such file: {path}")
-    if fmt == "jsonl":
-        total = None
-        if path != "-":
-            with open(path, encoding="utf-8") as f:
-                total = sum(1 for line in f if line.strip())
+    def __init__(self, path: str, fmt: str, args: argparse.Namespace) -> None:
+        self.path, self.fmt, self.args = path, fmt, args
+        self.tally = _Tally()
+        self.beir = False
+        self.total: int | None = None
+        """Documents to upload (blank ones left out): known after `validate()`."""
+        self._stdin: list[str] | None = None
+        self._files: list[Path] = []
+        if fmt == "dir":
+            root = Path(path)
+            self._files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        elif path == "-":
+            self._stdin = sys.stdin.readlines()
+        elif not os.path.isfile(path):
+            raise UsageError(f"no such file: {path}")
 
-        def from_jsonl() -> Iterator[dict[str, Any]]:
-            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-            try:
-                for number, line in enumerate(stream, 1):
+    def validate(self) -> int:
+        """Read every document once; raises `UsageError` naming the first bad one. Returns how many there are."""
+        self.total = sum(1 for _ in self)
+        return self.total
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.tally.read = self.tally.blank = 0  # each pass counts afresh (`existing` is the uploader's)
+        first = True
+        for obj, where in self._objects():
+            if first:
+                self.beir, first = self.fmt != "dir" and _is_beir(obj, self.args), False
+            doc = _record(obj, where, self.args, self.tally, beir=self.beir)
+            if doc is not None:
+                yield doc
+
+    def _objects(self) -> Iterator[tuple[Any, str]]:
+        path, args = self.path, self.args
+        if self.fmt == "dir":
+            root = Path(path)
+            for file in self._files:
+                yield ({args.id_field: file.relative_to(root).as_posix(),
+                        args.text_field: file.read_text(encoding="utf-8", errors="replace")}, str(file))
+        elif self.fmt == "jsonl":
+            with (contextlib.nullcontext(self._stdin) if self._stdin is not None
+                  else open(path, encoding="utf-8")) as lines:
+                for number, line in enumerate(lines, 1):
                     if not line.strip():
                         continue
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise UsageError(f"{path}:{number}: not JSON: {exc}") from exc
-                    doc = _record(obj, f"{path}:{number}", args, tally)
-                    if doc is not None:
-                        yield doc
-            finally:
-                if stream is not sys.stdin:
-                    stream.close()
+                    yield obj, f"{path}:{number}"
+        elif self.fmt == "json":
+            with open(path, encoding="utf-8") as f:
+                try:
+                    items = json.load(f)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{path}: not JSON: {exc}") from exc
+            if not isinstance(items, list):
+                raise UsageError(f"{path}: expected a JSON array of objects")
+            for i, obj in enumerate(items):
+                yield obj, f"{path}[{i}]"
+        else:
+            csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+            with open(path, encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames is None or args.text_field not in reader.fieldnames:
+                    raise UsageError(f"{path}: the header has no {args.text_field!r} column")
+                for number, row in enumerate(reader, 2):
+                    yield row, f"{path}:{number}"
 
-        return from_jsonl(), total
-    if fmt == "json":
-        with open(path, encoding="utf-8") as f:
-            try:
-                items = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}: not JSON: {exc}") from exc
-        if not isinstance(items, list):
-            raise UsageError(f"{path}: expected a JSON array of objects")
-        docs = (_record(obj, f"{path}[{i}]", args, tally) for i, obj in enumerate(items))
-        return (d for d in docs if d is not None), len(items)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or args.text_field not in reader.fieldnames:
-            raise UsageError(f"{path}: the header has no {args.text_field!r} column")
-        total = sum(1 for _ in reader)
 
-    def from_csv() -> Iterator[dict[str, Any]]:
-        with open(path, encoding="utf-8", newline="") as f:
-            for number, row in enumerate(csv.DictReader(f), 2):
-                doc = _record(row, f"{path}:{number}", args, tally)
-                if doc is not None:
-                    yield doc
-
-    return from_csv(), total
+def _read_documents(path: str, fmt: str, args: argparse.Namespace) -> _Input:
+    """The input, checked whole: every record read once (a bad one raises `UsageError`)."""
+    documents = _Input(path, fmt, args)
+    documents.validate()
+    return documents
 
 
 def _without_existing(client: Client, collection: str, documents: Iterable[dict[str, Any]],
@@ -402,8 +476,11 @@ def _chain_end(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any] | Non
 
 def cmd_ingest(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     fmt = _format_of(args.path, args.format)
-    tally = _Tally()
-    documents, total = _read_documents(args.path, fmt, args, tally)
+    documents = _read_documents(args.path, fmt, args)  # the whole input checked before anything is created
+    if documents.beir:
+        print(f"{args.path}: BEIR layout (_id, title, text): ids from _id, each document embedded as "
+              "title + ' ' + text (the title also kept in metadata)", file=sys.stderr)
+    total: int | None = documents.total
     started = time.perf_counter()
     created = False
     try:
@@ -418,25 +495,27 @@ def cmd_ingest(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         created = True
     stream: Iterable[dict[str, Any]] = documents
     if args.skip_existing and not created:
-        stream = _without_existing(client, args.collection, documents, tally)
+        stream = _without_existing(client, args.collection, documents, documents.tally)
         total = None  # the bar counts uploads, and how many are left is not known in advance
     progress = False if args.no_progress else None
-    ids = client.upsert(args.collection, stream, batch_size=args.batch_size, progress=progress, total=total)
+    ids = client.upsert(args.collection, stream, batch_size=args.batch_size or INGEST_BATCH_SIZE,
+                        progress=progress, total=total)
     seconds = time.perf_counter() - started
     count = client.count(args.collection)
+    tally = documents.tally
     summary = {"collection": args.collection, "created": created, "model": collection.model,
-               "dimensions": collection.dimensions, "read": tally.read, "upserted": len(ids),
-               "skipped_existing": tally.existing, "skipped_blank": tally.blank, "count": count,
-               "seconds": round(seconds, 3)}
+               "dimensions": collection.dimensions, "layout": "beir" if documents.beir else "plain",
+               "read": tally.read, "upserted": len(ids), "skipped_existing": tally.existing,
+               "skipped_blank": tally.blank, "count": count, "seconds": round(seconds, 3)}
     if args.json:
         _dump(summary, out)
     else:
         rate = len(ids) / seconds if seconds > 0 else 0.0
         print(f"{'created collection' if created else 'using collection'} {args.collection} (model "
-              f"{collection.model}, {collection.dimensions} dimensions)", file=out)
-        print(f"upserted {len(ids)} of {tally.read} documents in {seconds:.1f} s ({rate:.1f} docs/s); skipped "
-              f"{tally.existing} already stored, {tally.blank} blank; the collection holds {count} documents",
-              file=out)
+              f"{collection.model}, {_plural(collection.dimensions, 'dimension')})", file=out)
+        print(f"upserted {len(ids)} of {_plural(tally.read, 'document')} in {seconds:.1f} s ({rate:.1f} docs/s); "
+              f"skipped {tally.existing} already stored, {tally.blank} blank; the collection holds "
+              f"{_plural(count, 'document')}", file=out)
     return EXIT_OK
 
 
@@ -521,10 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", default="id", help="field (column) holding the id (default: id; absent: a hash "
                                                     "of the text; folders: the relative path)")
     p.add_argument("--text-field", default="text", help="field (column) holding the text (default: text)")
+    p.add_argument("--layout", choices=["auto", "beir", "plain"], default="auto",
+                   help="beir: records are {_id, title, text} and each is embedded as title + ' ' + text, as "
+                        "BEIR does; auto (default): beir when the first record has _id, title and text and no id")
     p.add_argument("--model", help="embedding model of a new collection")
     p.add_argument("--dimensions", type=int, help="Matryoshka width of a new collection")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], help="index of a new collection")
-    p.add_argument("--batch-size", type=int, help="documents per request (default: the server's maximum)")
+    p.add_argument("--batch-size", type=int,
+                   help=f"documents per request (default: {INGEST_BATCH_SIZE}; at most the server's maximum)")
     p.add_argument("--skip-existing", action="store_true",
                    help="check each id first and upload only the missing ones (one GET per document: saves "
                         "re-embedding when resuming a large upload)")

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +25,9 @@ def options(**overrides) -> argparse.Namespace:
 
 
 def read(path, fmt="auto", **overrides):
-    tally = cli._Tally()
-    documents, total = cli._read_documents(str(path), cli._format_of(str(path), fmt), options(**overrides), tally)
-    return list(documents), total, tally
+    """The documents, how many (blank ones left out), and the tally of the reading."""
+    documents = cli._read_documents(str(path), cli._format_of(str(path), fmt), options(**overrides))
+    return list(documents), documents.total, documents.tally
 
 
 # ---------------------------------------------------------------- input formats
@@ -40,7 +41,7 @@ def test_jsonl_ids_metadata_hash_ids_and_blank_texts(tmp_path):
         json.dumps({"id": 8, "text": "numeric id", "source": None}),
     ]) + "\n")
     documents, total, tally = read(path)
-    assert total == 4 and (tally.read, tally.blank) == (4, 1)
+    assert total == 3 and (tally.read, tally.blank) == (4, 1)
     assert documents == [
         {"id": "a", "text": "alpha", "metadata": {"k": 1, "lang": "en"}},
         {"id": hashlib.sha256(b"no id here").hexdigest()[:32], "text": "no id here", "metadata": None},
@@ -80,7 +81,7 @@ def test_a_folder_of_text_files_uses_relative_paths_as_ids(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     documents, total, tally = read(tmp_path)
-    assert total == 3 and tally.blank == 1
+    assert total == 2 and tally.blank == 1
     assert [(d["id"], d["text"]) for d in documents] == [("guides/install.md", "# Install\npip install it"),
                                                          ("notes.txt", "a note")]
 
@@ -168,6 +169,14 @@ def test_health_wait_polls_until_ready(fake_cli, capsys, monkeypatch):
                       path="/health")
     assert cli.main(["health", "--wait", "30"]) == cli.EXIT_OK
     assert len(fake_cli.requests_to("/health")) == 3
+    captured = capsys.readouterr()
+    # what it waits for, on stderr, once per change of state; the answer alone on stdout
+    assert captured.err.count("waiting for Embedder (starting)") == 1
+    assert captured.out.startswith("status: ok")
+
+    fake_cli.then(httpx.ConnectError, path="/health")
+    assert cli.main(["--url", "http://fake", "health", "--wait", "30"]) == cli.EXIT_OK
+    assert "waiting for http://fake to answer (Connection error" in capsys.readouterr().err
 
 
 def test_no_server_is_exit_code_3(capsys):
@@ -176,3 +185,99 @@ def test_no_server_is_exit_code_3(capsys):
         port = s.getsockname()[1]
     assert cli.main(["--url", f"http://127.0.0.1:{port}", "--max-retries", "0", "info"]) == cli.EXIT_CONNECTION
     assert "no answer: Connection error" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- ingest: validation, BEIR, progress
+def test_a_malformed_file_leaves_nothing_behind(fake_cli, tmp_path, capsys):
+    """Double: the fake records every request, so 'nothing was created' is checkable."""
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(100))
+                    + "{not json\n")
+    assert cli.main(["ingest", "docs", str(path), "--no-progress"]) == cli.EXIT_USAGE
+    assert "docs.jsonl:101: not JSON" in capsys.readouterr().err
+    assert fake_cli.collections == {} and fake_cli.seen == []
+
+
+def beir_lines(count: int) -> str:
+    """Corpus lines in the BEIR layout, as in SciFact's corpus.jsonl."""
+    return "".join(json.dumps({"_id": str(4983 + i), "title": f"Title {i}.", "text": f"Abstract {i}.",
+                               "metadata": {}}) + "\n" for i in range(count))
+
+
+def test_a_beir_corpus_uses_its_ids_and_embeds_title_and_text(fake_cli, tmp_path, capsys):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(beir_lines(3))
+    assert cli.main(["--json", "ingest", "scifact", str(path), "--no-progress"]) == cli.EXIT_OK
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["layout"] == "beir" and "BEIR layout" in captured.err
+    assert fake_cli.collections["scifact"]["4984"] == {"id": "4984", "text": "Title 1. Abstract 1.",
+                                                      "metadata": {"title": "Title 1."}}
+
+    # --layout plain: the file read as any other (hash ids, text alone, _id and title in metadata)
+    assert cli.main(["--json", "ingest", "plain", str(path), "--no-progress", "--layout", "plain"]) == 0
+    assert json.loads(capsys.readouterr().out)["layout"] == "plain"
+    stored = fake_cli.collections["plain"][hashlib.sha256(b"Abstract 0.").hexdigest()[:32]]
+    assert stored["text"] == "Abstract 0." and stored["metadata"] == {"_id": "4983", "title": "Title 0."}
+
+
+def test_the_real_scifact_corpus_is_read_as_beir():
+    path = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
+    if not path.is_file():
+        pytest.skip("../shared/datasets/scifact is absent")
+    documents = cli._read_documents(str(path), "jsonl", options(layout="auto"))
+    first = next(iter(documents))
+    assert documents.beir and documents.total == 5183 and first["id"] == "4983"
+    assert first["text"].startswith("Microstructural development of human newborn cerebral white matter")
+    assert first["metadata"]["title"].startswith("Microstructural development")
+
+
+class RecordingBar:
+    """Stands in for the tqdm bar: records what it is told, in one list shared with the fake server."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def update(self, n):
+        self.events.append(("stored", n))
+
+    def set_postfix_str(self, s="", refresh=True):
+        self.events.append(("postfix", s))
+
+    def close(self):
+        self.events.append(("closed", None))
+
+
+def test_the_progress_bar_moves_as_chunks_are_stored(fake_cli, tmp_path, monkeypatch):
+    """Double: the fake's requests and the bar's updates are recorded in one sequence."""
+    import clients._client as client_module
+
+    events: list = []
+    monkeypatch.setattr(client_module, "_progress_bar", lambda enabled, total, description: (
+        events.append(("total", total)) or RecordingBar(events)))
+    handle = fake_cli.handle
+
+    def recording_handle(request):
+        if request.method == "POST":
+            events.append(("request", request.url.path))
+        return handle(request)
+
+    monkeypatch.setattr(fake_cli, "handle", recording_handle)
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(640)))
+    assert cli.main(["ingest", "docs", str(path)]) == cli.EXIT_OK
+    stored = [n for kind, n in events if kind == "stored"]
+    posts = [i for i, (kind, _) in enumerate(events) if kind == "request"]
+    assert events[0] == ("total", 640) and stored == [cli.INGEST_BATCH_SIZE] * 10 and len(posts) == 10
+    assert events.index(("stored", 64)) < posts[-1]  # it moved while the upload went on, not at the end
+    assert ("postfix", "64 in flight") in events and events[-1] == ("closed", None)
+
+
+def test_counts_are_pluralised(fake_cli, capsys):
+    assert cli.main(["embed", "only one"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "· 1 input ·" in out and "1 inputs" not in out
+    fake_cli.collections["one"] = {"a": {"id": "a", "text": "the only fact", "metadata": None}}
+    assert cli.main(["search", "one", "anything"]) == cli.EXIT_OK
+    assert "one: 1 result for 'anything'" in capsys.readouterr().out
+    assert cli.main(["collections", "show", "one"]) == cli.EXIT_OK
+    assert ", 1 document," in capsys.readouterr().out
