@@ -52,6 +52,7 @@ import httpx  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._local_app import local_app  # noqa: E402
 from bench._measure import percentile  # noqa: E402
+from bench._tokenizer import add_stand_in_option, benchmark_tokenizer  # noqa: E402
 
 APP_NAME = "qwen3-search"
 MODEL_DEPLOYMENTS = ("Embedder", "Reranker")
@@ -361,12 +362,13 @@ def main() -> int:
     parser.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of the local Ray")
     parser.add_argument("--cooldown", type=float, default=60.0, help="seconds to wait for the scale-down at most")
     parser.add_argument("--bucket", type=float, default=5.0, help="seconds per timeline row")
+    add_stand_in_option(parser)
     args = parser.parse_args()
 
-    from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model
+    from deployments.engine.random_model import write_random_model
 
+    tokenizer = benchmark_tokenizer(args)
     work = Path(tempfile.mkdtemp(prefix="qwen3-search-autoscale-"))
-    tokenizer = load_qwen3_tokenizer()
     folders = {kind: write_random_model(work / kind, kind=kind, size="tiny", tokenizer=tokenizer)
                for kind in ("embedding", "reranker")}
     title = (f"qwen3-search autoscaling on local Ray, {date.today()}, {platform.machine()}, {os.cpu_count()} cores, "

@@ -35,8 +35,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._tokenizer import add_stand_in_option, benchmark_tokenizer, check_model_folder  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
-from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
+from deployments.engine.random_model import write_random_model  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 
@@ -146,9 +147,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["minilm", "qwen-embedding", "rerank"])
+    add_stand_in_option(parser)
     args = parser.parse_args()
 
-    tokenizer = load_qwen3_tokenizer()
+    tokenizer = benchmark_tokenizer(args)
     _, source = source_words()
     print(f"qwen3-search engine benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
@@ -158,7 +160,8 @@ def main() -> None:
     for kind in ("embedding", "reranker"):
         folders[kind] = root / kind
         if not (folders[kind] / "config.json").is_file():
-            write_random_model(folders[kind], kind=kind, size=args.qwen_size, tokenizer=load_qwen3_tokenizer())
+            write_random_model(folders[kind], kind=kind, size=args.qwen_size, tokenizer=tokenizer)
+        check_model_folder(folders[kind], args)  # a cached folder may predate the real tokenizer
 
     texts = make_texts(tokenizer, args.texts, seed=1)
     if "minilm" not in args.skip:

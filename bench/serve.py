@@ -30,9 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._local_app import local_app  # noqa: E402
 from bench._measure import Timing, percentile, run_threads  # noqa: E402
+from bench._tokenizer import add_stand_in_option, benchmark_tokenizer, check_model_folder  # noqa: E402
 from bench.engine import make_texts  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
-from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
+from deployments.engine.random_model import write_random_model  # noqa: E402
 
 
 async def run_http(url: str, path: str, bodies: list[dict], concurrency: int) -> Timing:
@@ -61,17 +62,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads in-process")
     parser.add_argument("--replicas", type=int, default=1, help="model replicas behind the HTTP API")
+    add_stand_in_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     replica_threads = max(1, args.threads // args.replicas)
 
-    tokenizer = load_qwen3_tokenizer()
+    tokenizer = benchmark_tokenizer(args)
     root = Path(tempfile.gettempdir()) / "qwen3-search-bench" / args.size
     folders = {"embedding": root / "embedding", "rerank": root / "reranker"}
     for kind, folder in folders.items():
         if not (folder / "config.json").is_file():
             write_random_model(folder, kind="embedding" if kind == "embedding" else "reranker", size=args.size,
                                tokenizer=tokenizer)
+        check_model_folder(folder, args)  # a cached folder may predate the real tokenizer
     kinds = ["embedding", "rerank"] if args.kind == "both" else [args.kind]
     texts = make_texts(tokenizer, args.requests * args.texts_per_request, seed=3)
     chunks = [texts[i * args.texts_per_request:(i + 1) * args.texts_per_request] for i in range(args.requests)]

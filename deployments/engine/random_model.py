@@ -4,21 +4,48 @@ The model hub is not always reachable. A folder written here has the layout of t
 Qwen/Qwen3-Embedding-* and Qwen/Qwen3-Reranker-* repositories (config, safetensors,
 tokenizer and, for embeddings, the sentence-transformers files), so it is loaded through
 exactly the code path that loads real weights. Scores from random weights are meaningless;
-the shapes, token sequences and costs are the real ones.
+the shapes are the real ones, and so are the token sequences and costs when the real Qwen3
+tokenizer is at hand ($QWEN3_TOKENIZER or ../shared/qwen3-tokenizer). Without it a small stand-in
+tokenizer is written instead (578 tokens, not 151,669): it splits text into about 3x as many
+tokens (2.98x on SciFact), so token counts and timings are not Qwen3's. That is warned about
+(`StandInTokenizerWarning`), recorded in the folder's `random_model.json` (`stand_in_tokenizer`),
+and benchmarks refuse such a folder unless asked (`--allow-stand-in-tokenizer`).
 
     python -m deployments.engine.random_model --kind embedding --size 0.6B OUT_DIR
 """
 
 import argparse
 import json
+import logging
 import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from .prompts import DEFAULT_INSTRUCTION, END_OF_TEXT, embedding_query_prompt
 
-__all__ = ["QWEN3_SIZES", "find_qwen3_tokenizer", "build_fallback_tokenizer", "load_qwen3_tokenizer",
-           "write_random_model"]
+__all__ = ["QWEN3_SIZES", "QWEN3_TOKENIZER_SIZE", "MARKER_FILE", "STAND_IN_NOTE", "StandInTokenizerWarning",
+           "find_qwen3_tokenizer", "build_fallback_tokenizer", "load_qwen3_tokenizer", "is_stand_in_tokenizer",
+           "has_stand_in_tokenizer", "write_random_model"]
+
+logger = logging.getLogger(__name__)
+
+QWEN3_TOKENIZER_SIZE = 151669
+"""Tokens of the real Qwen3 tokenizer (vocabulary plus added tokens), the same for every size."""
+
+MARKER_FILE = "random_model.json"
+"""Written into every folder made here: random weights, the size, and whether the tokenizer is a stand-in."""
+
+STAND_IN_NOTE = ("the real Qwen3 tokenizer is absent ($QWEN3_TOKENIZER or ../shared/qwen3-tokenizer), so a small "
+                 f"stand-in tokenizer is used (hundreds of tokens, not {QWEN3_TOKENIZER_SIZE:,}): token counts are "
+                 "NOT Qwen3's (about 3x as many on SciFact), nor are the token budgets, truncation points and "
+                 "timings that depend on them")
+
+
+class StandInTokenizerWarning(UserWarning):
+    """A random model is built with the stand-in tokenizer: its token counts are not Qwen3's."""
+
 
 ModelKind = Literal["embedding", "reranker"]
 
@@ -90,15 +117,48 @@ def build_fallback_tokenizer() -> Any:
     for word in ("yes", "no"):
         if len(tokenizer(word, add_special_tokens=False)["input_ids"]) != 1:
             raise RuntimeError(f"fallback tokenizer failed to learn {word!r} as one token")
+    tokenizer.qwen3_search_stand_in = True  # read by is_stand_in_tokenizer
     return tokenizer
 
 
+def is_stand_in_tokenizer(tokenizer: Any) -> bool:
+    """Whether `tokenizer` is not the real Qwen3 one (the fallback, or any of another size)."""
+    return bool(getattr(tokenizer, "qwen3_search_stand_in", False)) or len(tokenizer) != QWEN3_TOKENIZER_SIZE
+
+
+def _warn_stand_in() -> None:
+    logger.warning("stand-in tokenizer: %s", STAND_IN_NOTE)
+    warnings.warn(STAND_IN_NOTE, StandInTokenizerWarning, stacklevel=3)
+
+
 def load_qwen3_tokenizer(source: str | Path | None = None) -> Any:
-    """The real Qwen3 tokenizer when available (or the folder given), else the fallback."""
+    """The real Qwen3 tokenizer when available (or the folder given), else the fallback, with a warning."""
     from transformers import AutoTokenizer
 
     folder = Path(source) if source else find_qwen3_tokenizer()
-    return AutoTokenizer.from_pretrained(str(folder)) if folder else build_fallback_tokenizer()
+    if folder:
+        return AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = build_fallback_tokenizer()
+    _warn_stand_in()
+    return tokenizer
+
+
+def has_stand_in_tokenizer(folder: str | Path) -> bool:
+    """Whether a model folder written by `write_random_model` holds the stand-in tokenizer.
+
+    Folders without the marker (real models, or written before it existed) are judged by the
+    size of their tokenizer.json when there is one.
+    """
+    folder = Path(folder)
+    marker = folder / MARKER_FILE
+    if marker.is_file():
+        return bool(json.loads(marker.read_text(encoding="utf-8")).get("stand_in_tokenizer", False))
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        return False
+    data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    ids = set(data.get("model", {}).get("vocab", {}).values()) | {t["id"] for t in data.get("added_tokens", [])}
+    return len(ids) != QWEN3_TOKENIZER_SIZE
 
 
 def set_end_of_text_post_processor(tokenizer: Any, enabled: bool) -> None:
@@ -144,7 +204,11 @@ def write_random_model(
         raise ValueError(f"size must be one of {sorted(QWEN3_SIZES)}, not {size!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = tokenizer if tokenizer is not None else load_qwen3_tokenizer()
+    tokenizer_given = tokenizer is not None  # load_qwen3_tokenizer warns itself when it falls back
+    tokenizer = tokenizer if tokenizer_given else load_qwen3_tokenizer()
+    stand_in = is_stand_in_tokenizer(tokenizer)
+    if stand_in and tokenizer_given:
+        _warn_stand_in()
     if end_of_text_post_processor is None:
         end_of_text_post_processor = kind == "embedding"
     set_end_of_text_post_processor(tokenizer, end_of_text_post_processor)
@@ -168,6 +232,13 @@ def write_random_model(
     model = model_class(config).to(getattr(torch, dtype)).eval()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    _write_json(out / MARKER_FILE, {
+        "random_weights": True, "kind": kind, "size": size, "seed": seed,
+        "tokenizer": "stand-in" if stand_in else "qwen3", "tokenizer_size": len(tokenizer),
+        "stand_in_tokenizer": stand_in,
+        "note": STAND_IN_NOTE if stand_in
+        else "random weights: scores are meaningless; shapes, tokens and costs are Qwen3's",
+    })
 
     if kind == "embedding":
         _write_json(out / "modules.json", [
@@ -203,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     path = write_random_model(args.out_dir, kind=args.kind, size=args.size, tokenizer=load_qwen3_tokenizer(
         args.tokenizer), seed=args.seed, dtype=args.dtype)
     print(f"wrote random-weight Qwen3 {args.kind} model ({args.size}) to {path}")
+    marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
+    if marker["stand_in_tokenizer"]:
+        print(f"WARNING: {marker['note']}; recorded in {path / MARKER_FILE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
