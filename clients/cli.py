@@ -279,7 +279,8 @@ def cmd_collections(client: Client, args: argparse.Namespace, out: TextIO) -> in
         _dump(collection, out)
     else:
         print(f"{collection.name}: model {collection.model}, {_plural(collection.dimensions, 'dimension')}, index "
-              f"{collection.index}, {_plural(collection.count, 'document')}, created {_when(collection.created_at)} UTC",
+              f"{collection.index}, {_plural(collection.count, 'document')}, created "
+              f"{_when(collection.created_at)} UTC",
               file=out)
     return EXIT_OK
 
