@@ -18,6 +18,8 @@ __all__ = [
     "EmbedOutcome",
     "RerankJob",
     "RerankOutcome",
+    "TokenizeJob",
+    "DecodeJob",
     "SearchJob",
     "SearchHitOut",
     "SearchOutcome",
@@ -113,6 +115,23 @@ class RerankOutcome:
     token_counts: list[list[int]]
     timings: BatchTimings
     report: ReplicaReport
+
+
+@dataclass
+class TokenizeJob:
+    """Texts to list as tokens (TEI's `/tokenize`); the answer is a list of `TokenSpan` lists."""
+
+    texts: list[str]
+    add_special_tokens: bool = True
+    prompt_name: str | None = None
+
+
+@dataclass
+class DecodeJob:
+    """Token-id sequences to turn back into text (TEI's `/decode`); the answer is one string each."""
+
+    token_ids: list[list[int]]
+    skip_special_tokens: bool = True
 
 
 @dataclass

@@ -15,7 +15,7 @@ from .backend import BackendChoice, BackendOptions, EmbeddingBackend, load_embed
 from .errors import InvalidInputError
 from .model_files import EmbeddingModelFiles, read_embedding_model_files, resolve_model_dir
 from .prompts import END_OF_TEXT, embedding_query_prompt
-from .tokenization import TokenizerAdapter, TruncationSide, check_texts, check_token_ids
+from .tokenization import TokenizerAdapter, TokenSpan, TruncationSide, check_texts, check_token_ids, list_tokens
 from .vectors import check_dimensions, truncate_and_normalize
 
 __all__ = ["EmbeddingEngine", "EmbeddingModelInfo"]
@@ -152,6 +152,12 @@ class EmbeddingEngine:
                                  index=i)
             for i, ids in enumerate(encoded)
         ]
+
+    def list_tokens(self, texts: Sequence[str], *, add_special_tokens: bool = True,
+                    prompt_name: str | None = None) -> list[list[TokenSpan]]:
+        """The tokens of each text after the prompt (TEI's `/tokenize`), not truncated."""
+        prompt = self.prompt_for(prompt_name=prompt_name)
+        return list_tokens(self.tokenizer, texts, prompt=prompt, add_special_tokens=add_special_tokens)
 
     def prepare_token_ids(
         self, token_ids: Sequence[Sequence[int]], *, truncate: bool = True,

@@ -10,11 +10,12 @@ not in the tokenizer, is what makes Qwen3-Embedding inputs end in exactly one
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import InputTooLongError, InvalidInputError, UnsupportedModelError
 
-__all__ = ["TruncationSide", "TokenizerAdapter", "check_texts", "check_token_ids"]
+__all__ = ["TruncationSide", "TokenizerAdapter", "TokenSpan", "check_texts", "check_token_ids", "list_tokens"]
 
 TruncationSide = Literal["left", "right"]
 
@@ -119,6 +120,23 @@ class TokenizerAdapter:
         with self._lock:  # Python tokenizers keep per-call state
             return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
+    def pieces(self, texts: Sequence[str]) -> list[list[tuple[int, int, int]]]:
+        """(id, start, stop) of each token of each text, without special tokens; character offsets."""
+        if self._backend is not None:
+            return [[(i, s, e) for i, (s, e) in zip(enc.ids, enc.offsets, strict=True)]
+                    for enc in self._backend.encode_batch(list(texts), add_special_tokens=False)]
+        with self._lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        return [[(i, s, e) for i, (s, e) in zip(ids, offsets, strict=True)]
+                for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)]
+
+    def token_string(self, token_id: int) -> str:
+        return str(self.tokenizer.convert_ids_to_tokens(token_id))
+
+    def decode(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        with self._lock:
+            return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens))
+
     def frame(
         self,
         content: list[int],
@@ -149,3 +167,40 @@ class TokenizerAdapter:
                 )
             content = content[:room] if side == "right" else content[len(content) - room :]
         return self.special_prefix + content + self.special_suffix
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """One token as Text Embeddings Inference's `/tokenize` lists it."""
+
+    id: int
+    text: str
+    """The bytes of the input the token covers (decoded); a special token's own string."""
+    special: bool
+    start: int | None
+    """Byte offsets in the input (prompt included); None for a special token."""
+    stop: int | None
+
+
+def list_tokens(adapter: TokenizerAdapter, texts: Sequence[str], *, prompt: str = "",
+                add_special_tokens: bool = True) -> list[list[TokenSpan]]:
+    """The tokens of each `prompt + text`, framed with the model's special tokens when asked.
+
+    Not truncated: this shows what the text costs, the limit is applied when it is embedded.
+    """
+    inputs = [prompt + text for text in check_texts(texts, param="inputs")]
+    listed = []
+    for text, pieces in zip(inputs, adapter.pieces(inputs), strict=True):
+        data = text.encode("utf-8", "surrogatepass")
+        tokens = []
+        for token_id, start, stop in pieces:
+            byte_start, byte_stop = len(text[:start].encode("utf-8", "surrogatepass")), len(
+                text[:stop].encode("utf-8", "surrogatepass"))
+            tokens.append(TokenSpan(token_id, data[byte_start:byte_stop].decode("utf-8", "replace"), False,
+                                    byte_start, byte_stop))
+        if add_special_tokens:
+            tokens = ([TokenSpan(i, adapter.token_string(i), True, None, None) for i in adapter.special_prefix]
+                      + tokens
+                      + [TokenSpan(i, adapter.token_string(i), True, None, None) for i in adapter.special_suffix])
+        listed.append(tokens)
+    return listed

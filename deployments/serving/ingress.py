@@ -15,7 +15,19 @@ from ..config import LimitsConfig
 from ..http import create_app
 from ..http.metrics import APIMetrics
 from ..index.base import CollectionInfo
-from ..jobs import EmbedJob, EmbedOutcome, QueueFullError, RerankJob, RerankOutcome, SearchJob, SearchOutcome, unwrap
+from ..engine.tokenization import TokenSpan
+from ..jobs import (
+    DecodeJob,
+    EmbedJob,
+    EmbedOutcome,
+    QueueFullError,
+    RerankJob,
+    RerankOutcome,
+    SearchJob,
+    SearchOutcome,
+    TokenizeJob,
+    unwrap,
+)
 
 __all__ = ["APIIngress", "HandleModelService", "HandleSearchService", "read_api_keys"]
 
@@ -139,6 +151,14 @@ class HandleModelService:
 
     async def rerank(self, entry: ModelEntry, job: RerankJob) -> RerankOutcome:
         return await self._model_call(entry, "rerank", job)
+
+    async def tokenize(self, entry: ModelEntry, job: TokenizeJob) -> list[list[TokenSpan]]:
+        result: list[list[TokenSpan]] = await _call(entry.handle, "tokenize", job, what=f"model {entry.name!r}")
+        return result
+
+    async def decode(self, entry: ModelEntry, job: DecodeJob) -> list[str]:
+        result: list[str] = await _call(entry.handle, "decode", job, what=f"model {entry.name!r}")
+        return result
 
     async def describe(self) -> list[dict[str, Any]]:
         missing = [e for e in self.entries if e.name not in self._described]

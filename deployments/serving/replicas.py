@@ -18,11 +18,13 @@ import numpy as np
 from ..config import EmbeddingModelConfig, RerankerModelConfig
 from ..engine.backend import RerankInputs
 from ..engine.embedding import EmbeddingEngine
-from ..engine.errors import EngineError
+from ..engine.errors import EngineError, InvalidInputError
+from ..engine.tokenization import TokenSpan, check_token_ids, list_tokens
 from ..engine.reranking import RerankEngine
 from ..engine.vectors import check_dimensions, truncate_and_normalize
 from ..jobs import (
     BatchTimings,
+    DecodeJob,
     EmbedJob,
     EmbedOutcome,
     QueueFullError,
@@ -30,6 +32,7 @@ from ..jobs import (
     ReplicaReport,
     RerankJob,
     RerankOutcome,
+    TokenizeJob,
 )
 from .batcher import TokenAdmission, TokenBudgetBatcher
 
@@ -93,6 +96,33 @@ class _ModelReplica:
         return ReplicaReport(replica=self.replica, queued_tokens=self.admission.queued_tokens,
                              queued_requests=self.admission.queued_requests)
 
+    def _list_tokens(self, job: TokenizeJob) -> list[list[TokenSpan]]:
+        if isinstance(self.engine, EmbeddingEngine):
+            return self.engine.list_tokens(job.texts, add_special_tokens=job.add_special_tokens,
+                                           prompt_name=job.prompt_name)
+        if job.prompt_name is not None:
+            raise InvalidInputError("a reranker has no prompts", param="prompt_name")
+        return list_tokens(self.engine.tokenizer, job.texts, add_special_tokens=job.add_special_tokens)
+
+    async def tokenize(self, job: TokenizeJob) -> list[list[TokenSpan]] | Refusal:
+        """The tokens of texts (TEI's `/tokenize`), in a worker thread."""
+        try:
+            return await asyncio.to_thread(self._list_tokens, job)
+        except EngineError as exc:
+            return Refusal(exc)
+
+    def _decode(self, job: DecodeJob) -> list[str]:
+        tokenizer = self.engine.tokenizer
+        checked = check_token_ids(job.token_ids, tokenizer.vocab_size, param="ids")
+        return [tokenizer.decode(ids, skip_special_tokens=job.skip_special_tokens) for ids in checked]
+
+    async def decode(self, job: DecodeJob) -> list[str] | Refusal:
+        """Token ids back to text (TEI's `/decode`), in a worker thread."""
+        try:
+            return await asyncio.to_thread(self._decode, job)
+        except EngineError as exc:
+            return Refusal(exc)
+
     async def ping(self) -> str:
         """Answered from the event loop, even while a batch computes."""
         return "ok"
@@ -149,6 +179,7 @@ class Embedder(_ModelReplica):
         info = self.engine.info
         return {"kind": "embedding", "source": self.config.model, "dimensions": info.dimensions,
                 "max_length": info.max_length, "pooling": info.pooling,
+                "max_batch_tokens": self.engine.max_batch_tokens, "max_batch_size": self.config.max_batch_size,
                 "default_instruction": info.default_instruction, "prompts": info.prompts, "device": info.device,
                 "dtype": info.dtype, "backend": info.backend}
 

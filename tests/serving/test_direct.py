@@ -14,7 +14,7 @@ from deployments.config import EmbeddingModelConfig, RerankerModelConfig
 from deployments.engine.reranking import sigmoid
 from deployments.index import IndexShard
 from deployments.index.errors import CollectionNotFound
-from deployments.jobs import EmbedJob, Refusal, RerankJob, SearchJob
+from deployments.jobs import DecodeJob, EmbedJob, Refusal, RerankJob, SearchJob, TokenizeJob
 from deployments.serving.pipeline import SearchPipeline
 from deployments.serving.replicas import Embedder, Reranker
 from tests.conftest import default_tokenizer_source
@@ -64,6 +64,28 @@ async def test_embedder_refuses_bad_input_as_a_value(embedder):
     assert isinstance(refusal, Refusal) and refusal.error.param == "input"
     refusal = await embedder.embed(EmbedJob(texts=["x"], dimensions=10**6))
     assert isinstance(refusal, Refusal) and refusal.error.param == "dimensions"
+
+
+async def test_tokenize_and_decode_with_the_model_tokenizer(embedder, reranker):
+    text = "The capital of China is Beijing. Café"
+    listed = (await embedder.tokenize(TokenizeJob(texts=[text])))[0]
+    assert [t.id for t in listed] == embedder.engine.tokenize([text])[0]  # the ids the model is fed
+    assert listed[-1].special and not any(t.special for t in listed[:-1])
+    raw = text.encode()
+    assert all(raw[t.start:t.stop].decode() == t.text for t in listed[:-1])
+    assert "".join(t.text for t in listed[:-1]) == text
+    plain = (await embedder.tokenize(TokenizeJob(texts=[text], add_special_tokens=False)))[0]
+    assert [t.id for t in plain] == [t.id for t in listed[:-1]]
+    query = (await embedder.tokenize(TokenizeJob(texts=["q"], prompt_name="query")))[0]
+    assert len(query) > 3 and query[-2].text == "q"
+    assert await embedder.decode(DecodeJob(token_ids=[[t.id for t in listed]])) == [text]
+    refusal = await embedder.tokenize(TokenizeJob(texts=["x"], prompt_name="nope"))
+    assert isinstance(refusal, Refusal) and refusal.error.param == "prompt_name"
+    refusal = await embedder.decode(DecodeJob(token_ids=[[10**9]]))
+    assert isinstance(refusal, Refusal) and refusal.error.param == "ids"
+    listed = (await reranker.tokenize(TokenizeJob(texts=[text], add_special_tokens=False)))[0]
+    assert "".join(t.text for t in listed) == text
+    assert isinstance(await reranker.tokenize(TokenizeJob(texts=["x"], prompt_name="query")), Refusal)
 
 
 async def test_reranker_answers_like_its_engine(reranker):
