@@ -54,7 +54,8 @@ def build_app(args: AppArgs) -> Application:
             deployment = _deployment(cls).options(name=name, **config.deployment.serve_options())
             handles[name] = deployment.bind(config)
             models.append(ModelEntry(name=config.served_name(), kind=kind, source=config.model,  # type: ignore[arg-type]
-                                     deployment=name, default=position == 0, backend=config.backend))
+                                     deployment=name, default=position == 0, backend=config.backend,
+                                     accept_token_ids=getattr(config, "accept_token_ids", False)))
 
     index = args.index
     shards = [

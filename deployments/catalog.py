@@ -1,6 +1,6 @@
 """The served models as the HTTP layer and the pipeline see them: names, kinds, handles."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import UnknownModel
@@ -21,12 +21,13 @@ class ModelEntry:
     default: bool
     backend: str = "auto"
     """The backend the config asked for (the replica reports the one it resolved to)."""
+    accept_token_ids: bool = False
+    """Embedding models: whether token-id inputs are taken (`EmbeddingModelConfig.accept_token_ids`)."""
     handle: Any = field(default=None, repr=False, compare=False)
 
     def bound(self, handles: dict[str, Any]) -> "ModelEntry":
         """This entry with the handle of its deployment."""
-        return ModelEntry(self.name, self.kind, self.source, self.deployment, self.default, self.backend,
-                          handles[self.deployment])
+        return replace(self, handle=handles[self.deployment])
 
 
 def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:

@@ -155,6 +155,13 @@ class EmbeddingModelConfig(_ModelConfig):
     """One embedding model, served by its own deployment."""
 
     model: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="Local folder or hub id of the weights.")
+    accept_token_ids: bool = Field(
+        default=False,
+        description="Accept lists of token ids as input (OpenAI and TEI token-array inputs). Off by default: ids "
+        "from another tokenizer (LangChain's OpenAIEmbeddings sends OpenAI's tiktoken ids unless "
+        "check_embedding_ctx_length=False) would embed as the wrong tokens without any error. Turn it on when "
+        "clients send this model's own ids (e.g. from POST /tokenize).",
+    )
 
 
 class RerankerModelConfig(_ModelConfig):

@@ -10,6 +10,7 @@ __all__ = [
     "RequestTooLarge",
     "UnknownModel",
     "ServiceUnavailable",
+    "TokenIdsRefused",
 ]
 
 
@@ -31,6 +32,10 @@ def _rebuild(cls: type[APIError], message: str, param: str | None) -> APIError:
 
 class InvalidRequest(APIError):
     """A body that parsed but does not make sense as a whole."""
+
+
+class TokenIdsRefused(InvalidRequest):
+    """Token-id input to a model that takes text only (its `accept_token_ids` is off)."""
 
 
 class MalformedRequest(APIError):

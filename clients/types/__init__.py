@@ -33,12 +33,20 @@ from .common import (
     ServedModel,
 )
 from .embeddings import (
+    CohereEmbeddings,
+    CohereEmbeddingType,
+    CohereEmbedMeta,
+    CohereEmbedRequest,
+    CohereEmbedResponse,
     Embedding,
     EmbeddingInput,
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
+    TEIDecodeRequest,
     TEIEmbedRequest,
+    TEIToken,
+    TEITokenizeRequest,
     decode_base64_embedding,
 )
 from .rerank import (
@@ -69,4 +77,6 @@ __all__ = [
     "HealthResponse", "InfoResponse", "Limits", "ModelCard", "ModelList", "RerankDocument", "RerankRequest",
     "RerankResponse", "RerankResult", "RerankUsage", "ScoreData", "ScoreRequest", "ScoreResponse", "ScoreUsage",
     "ServedModel", "TEIEmbedRequest", "TEIRerankRequest", "TEIRerankResult", "decode_base64_embedding",
+    "CohereEmbedMeta", "CohereEmbedRequest", "CohereEmbedResponse", "CohereEmbeddingType", "CohereEmbeddings",
+    "TEIDecodeRequest", "TEIToken", "TEITokenizeRequest",
 ]

@@ -1,6 +1,6 @@
 """Wire types shared by every route: the error envelope, service information, health, models."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -53,6 +53,7 @@ class ServedModel(WireModel):
     device: str | None = None
     dtype: str | None = None
     backend: str | None = Field(default=None, description="Inference backend: torch, vllm or onnx.")
+    accept_token_ids: bool | None = Field(default=None, description="Embedding models: token-id inputs taken.")
 
 
 class Limits(WireModel):
@@ -69,9 +70,31 @@ class Limits(WireModel):
 
 
 class InfoResponse(WireModel):
+    """This service's models and limits, plus Text Embeddings Inference's `/info` fields.
+
+    TEI serves one model per server and its clients (tei-client, LangChain's TEI classes) read
+    `model_type` before they call anything; here the `model_*` and `max_*` fields describe the
+    default embedding model.
+    """
+
     version: str
     models: list[ServedModel]
     limits: Limits
+    model_id: str | None = Field(default=None, description="TEI: the default embedding model's name.")
+    model_sha: str | None = None
+    model_dtype: str | None = Field(default=None, description="TEI: its weight dtype.")
+    model_type: dict[str, dict[str, Any]] | None = Field(
+        default=None, description='TEI: `{"embedding": {"pooling": "last_token" | "mean" | "cls"}}`.'
+    )
+    max_concurrent_requests: int | None = None
+    max_input_length: int | None = Field(default=None, description="TEI: tokens per input at most.")
+    max_batch_tokens: int | None = Field(default=None, description="TEI: tokens per forward pass at most.")
+    max_batch_requests: int | None = Field(default=None, description="TEI: inputs per forward pass at most.")
+    max_client_batch_size: int | None = Field(default=None, description="TEI: inputs per request at most.")
+    auto_truncate: bool | None = None
+    tokenization_workers: int | None = None
+    sha: str | None = None
+    docker_label: str | None = None
 
 
 class HealthResponse(WireModel):

@@ -1,4 +1,5 @@
-"""Embedding wire types: OpenAI `/v1/embeddings` and Text Embeddings Inference `/embed`."""
+"""Embedding wire types: OpenAI `/v1/embeddings`, Text Embeddings Inference `/embed`, `/tokenize`,
+`/decode`, and Cohere v2 `/v2/embed`."""
 
 import base64
 from typing import Literal
@@ -14,6 +15,14 @@ __all__ = [
     "EmbeddingUsage",
     "EmbeddingResponse",
     "TEIEmbedRequest",
+    "TEITokenizeRequest",
+    "TEIToken",
+    "TEIDecodeRequest",
+    "CohereEmbedRequest",
+    "CohereEmbeddingType",
+    "CohereEmbeddings",
+    "CohereEmbedMeta",
+    "CohereEmbedResponse",
     "decode_base64_embedding",
 ]
 
@@ -75,6 +84,81 @@ class TEIEmbedRequest(StrictRequest):
     prompt_name: str | None = Field(default=None, description="Name of a prompt from the model's configuration.")
     dimensions: int | None = Field(default=None, ge=1, description="Matryoshka width (32..full).")
     model: str | None = Field(default=None, description="Extension: served model name.")
+
+
+class TEITokenizeRequest(StrictRequest):
+    """Text Embeddings Inference `/tokenize` request."""
+
+    inputs: str | list[str] = Field(description="Text(s) to tokenize.")
+    add_special_tokens: bool = Field(default=True, description="Include the special tokens the model adds.")
+    prompt_name: str | None = Field(default=None, description="Tokenize the text after this prompt of the model.")
+    model: str | None = Field(default=None, description="Extension: served model name (default: the embedder).")
+
+
+class TEIToken(WireModel):
+    """One token of `/tokenize`'s answer, as TEI gives it."""
+
+    id: int
+    text: str = Field(description="The input's bytes the token covers; a special token's own string.")
+    special: bool
+    start: int | None = Field(default=None, description="Byte offset in the (prompt + text) input; none if special.")
+    stop: int | None = None
+
+
+class TEIDecodeRequest(StrictRequest):
+    """Text Embeddings Inference `/decode` request."""
+
+    ids: list[int] | list[list[int]] = Field(description="One sequence of token ids, or several.")
+    skip_special_tokens: bool = True
+    model: str | None = Field(default=None, description="Extension: served model name (default: the embedder).")
+
+
+CohereEmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
+
+
+class CohereEmbedRequest(StrictRequest):
+    """Cohere v2 `/v2/embed` request (texts only)."""
+
+    texts: list[str] = Field(description="Texts to embed.")
+    model: str | None = Field(default=None, description="Served model name; the default embedding model if omitted.")
+    input_type: Literal["search_document", "search_query", "classification", "clustering"] = Field(
+        description="`search_query` embeds with the model's query instruction; the others as documents."
+    )
+    embedding_types: list[CohereEmbeddingType] = Field(
+        default_factory=lambda: list[CohereEmbeddingType](["float"]),
+        description="float; int8/uint8: the unit vector scaled by 127 (uint8: shifted by 128); binary/ubinary: "
+        "the sign bits packed 8 per byte (binary: minus 128); base64: the float32 little-endian bytes.",
+    )
+    output_dimension: int | None = Field(default=None, ge=1, description="Matryoshka width (32..full).")
+    truncate: Literal["NONE", "START", "END"] = Field(
+        default="END", description="Which end of an over-long input is cut; NONE answers 413 instead."
+    )
+    instruction: str | None = Field(default=None, description="Extension: embed as queries with this instruction.")
+
+
+class CohereEmbeddings(WireModel):
+    """The vectors in each asked type, rows in input order."""
+
+    float_: list[list[float]] | None = Field(default=None, alias="float")
+    int8: list[list[int]] | None = None
+    uint8: list[list[int]] | None = None
+    binary: list[list[int]] | None = None
+    ubinary: list[list[int]] | None = None
+    base64: list[str] | None = None
+
+
+class CohereEmbedMeta(WireModel):
+    api_version: dict[str, str] = Field(default_factory=lambda: {"version": "2"})
+    billed_units: dict[str, int] = Field(default_factory=dict)
+    tokens: dict[str, int] = Field(default_factory=dict)
+
+
+class CohereEmbedResponse(WireModel):
+    response_type: Literal["embeddings_by_type"] = "embeddings_by_type"
+    id: str
+    embeddings: CohereEmbeddings
+    texts: list[str]
+    meta: CohereEmbedMeta
 
 
 def decode_base64_embedding(data: str) -> list[float]:

@@ -7,20 +7,28 @@ Ray here: the Serve ingress (`deployments.serving.ingress`) provides the service
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidRequest, MalformedRequest
-from .errors import MethodNotAllowed, RouteNotFound, error_response_bytes
-from .middleware import APIMiddleware
+from clients.types import ErrorResponse
+
+from .errors import MethodNotAllowed, RouteNotFound, describe_status, documented_errors, error_response_bytes
+from .middleware import OPEN_PATHS, APIMiddleware
 from .routers import ALL_ROUTERS
 from .service import ModelService
 from .version import VERSION
 
-__all__ = ["create_app", "validation_error"]
+__all__ = ["create_app", "validation_error", "DOCS_ASSETS"]
+
+DOCS_ASSETS = "/docs/assets"
+"""Where the Swagger UI and ReDoc files are served from (open, like /docs)."""
 
 
 # Tags of bodies that are a union of dialects (`POST /rerank`): pydantic puts the chosen tag in
@@ -65,6 +73,62 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return _envelope(InvalidRequest(str(exc.detail)), request)
 
 
+def _docs_assets_dir() -> Path:
+    # Swagger UI and ReDoc as the maintained fastapi-offline package ships them, so that /docs
+    # renders on a machine without internet (FastAPI's default pages load them from a CDN).
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def _add_docs(app: FastAPI) -> None:
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_docs_assets_dir()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+
+def _true_error_responses(app: FastAPI) -> None:
+    """Make the OpenAPI document state the errors really sent: the `{"error"}` envelope (not
+    FastAPI's `{"detail"}`) for 422, and every status of `documented_errors` on each operation."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schemas["ErrorResponse"].pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+        envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for path, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)  # FastAPI's HTTPValidationError, never sent
+                for status in documented_errors(method, path.replace(":path", ""), open_path=path in OPEN_PATHS,
+                                                has_body="requestBody" in operation):
+                    responses.setdefault(str(status), {"description": describe_status(status), "content": envelope})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(service: Callable[[], ModelService] | None = None, *, echo_request_id: bool = True) -> FastAPI:
     """The FastAPI app; `service()` returns the ModelService (default: `app.state.service`).
 
@@ -76,11 +140,15 @@ def create_app(service: Callable[[], ModelService] | None = None, *, echo_reques
         description="Qwen3-Embedding and Qwen3-Reranker behind the APIs clients already speak: OpenAI embeddings, "
         "Text Embeddings Inference, Jina/vLLM and Cohere rerank, vLLM score; plus collections and search. "
         'Errors are `{"error": {"message", "type", "param", "code"}}`.',
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_docs(app)
     app.state.get_service = service or (lambda: app.state.service)
     app.add_middleware(APIMiddleware, service=lambda: app.state.get_service(), echo_request_id=echo_request_id)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     for router in ALL_ROUTERS:
         app.include_router(router)
+    _true_error_responses(app)
     return app

@@ -21,6 +21,7 @@ from ..errors import (
     MalformedRequest,
     RequestTooLarge,
     ServiceUnavailable,
+    TokenIdsRefused,
     UnknownModel,
 )
 from ..index.errors import CollectionConflict, CollectionNotFound, DocumentNotFound, StorageLayoutError
@@ -34,6 +35,8 @@ __all__ = [
     "map_exception",
     "error_body",
     "error_response_bytes",
+    "documented_errors",
+    "describe_status",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
     (RequestTooLarge, ErrorMapping(413, "invalid_request_error", "request_too_large")),
     (InputTooLongError, ErrorMapping(413, "invalid_request_error", "input_too_long")),
     (InvalidInputError, ErrorMapping(422, "invalid_request_error", "invalid_input")),
+    (TokenIdsRefused, ErrorMapping(422, "invalid_request_error", "token_ids_not_accepted")),
     (InvalidRequest, ErrorMapping(422, "invalid_request_error", "invalid_request")),
     (QueueFullError, ErrorMapping(429, "rate_limit_error", "queue_full", 1.0)),
     (ServiceUnavailable, ErrorMapping(503, "service_unavailable_error", "unavailable", 5.0)),
@@ -147,3 +151,46 @@ def error_response_bytes(exc: BaseException, request_id: str | None = None
     if mapping.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="qwen3-search"'))
     return mapping.status, headers, payload
+
+
+# ---------------------------------------------------------------- what the OpenAPI document states
+_STATUS_TITLES = {
+    400: "The body is not JSON",
+    401: "Missing or invalid API key (when keys are configured)",
+    404: "Unknown model, collection or document",
+    409: "The collection exists with other settings",
+    413: "More inputs, documents, tokens or bytes than the limits",
+    422: "A field is missing or invalid",
+    429: "A queue is full: retry after `Retry-After` seconds",
+    503: "A deployment is starting or failed: retry after `Retry-After` seconds",
+}
+
+
+def describe_status(status: int) -> str:
+    """An error status's description for OpenAPI, with the `code`s the table sends with it."""
+    codes = sorted({m.code for _, m in ERROR_TABLE if m.status == status})
+    if status == 429:
+        codes = sorted({*codes, "queue_full"})
+    if status == 503:
+        codes = sorted({*codes, "deployment_unavailable", "replica_failed"})
+    listed = ", ".join(f"`{c}`" for c in codes)
+    return f"{_STATUS_TITLES[status]}; `error.code`: {listed}" if codes else _STATUS_TITLES[status]
+
+
+def documented_errors(method: str, path: str, *, has_body: bool, open_path: bool) -> tuple[int, ...]:
+    """The error statuses an operation really answers with, as the routes and the table produce them."""
+    if open_path:
+        return ()
+    statuses = {401}
+    if has_body:
+        statuses |= {400, 413, 422}
+    if "{" in path:
+        statuses |= {404, 422}
+    if path in ("/metrics", "/v1/models", "/v1/models/{model_id}"):
+        return tuple(sorted(statuses))
+    statuses |= {429, 503}  # every other route waits on a deployment, which may be full or down
+    if path != "/info" and path != "/v1/collections":
+        statuses.add(404)  # an unknown model, collection or document
+    if method == "put" and path == "/v1/collections/{name}":
+        statuses.add(409)
+    return tuple(sorted(statuses))

@@ -13,9 +13,11 @@ from ..errors import AuthenticationFailed, RequestTooLarge
 from .errors import error_response_bytes
 from .service import ModelService
 
-__all__ = ["APIMiddleware", "OPEN_PATHS", "key_matches"]
+__all__ = ["APIMiddleware", "OPEN_PATHS", "OPEN_PREFIXES", "key_matches"]
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+OPEN_PREFIXES = ("/docs/assets/",)
+"""The documentation pages' scripts and styles: as open as the pages."""
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -72,7 +74,8 @@ class APIMiddleware:
         try:
             service = self.service()
             keys = service.api_keys()
-            if keys is not None and scope.get("path", "") not in OPEN_PATHS:
+            path = scope.get("path", "")
+            if keys is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
                 if not keys:
                     raise AuthenticationFailed("the configured API key source is missing or empty, so every "
                                                "request is refused; see GET /health")

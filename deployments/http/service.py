@@ -10,7 +10,8 @@ from typing import Protocol
 from ..catalog import ModelEntry, ModelKind
 from ..config import LimitsConfig
 from ..index.base import CollectionInfo
-from ..jobs import EmbedJob, EmbedOutcome, RerankJob, RerankOutcome, SearchJob, SearchOutcome
+from ..engine.tokenization import TokenSpan
+from ..jobs import DecodeJob, EmbedJob, EmbedOutcome, RerankJob, RerankOutcome, SearchJob, SearchOutcome, TokenizeJob
 from .metrics import APIMetrics
 
 __all__ = ["ModelService", "SearchService", "DocumentIn"]
@@ -31,6 +32,10 @@ class ModelService(Protocol):
     async def embed(self, entry: ModelEntry, job: EmbedJob) -> EmbedOutcome: ...
 
     async def rerank(self, entry: ModelEntry, job: RerankJob) -> RerankOutcome: ...
+
+    async def tokenize(self, entry: ModelEntry, job: TokenizeJob) -> list[list[TokenSpan]]: ...
+
+    async def decode(self, entry: ModelEntry, job: DecodeJob) -> list[str]: ...
 
     async def describe(self) -> list[dict]:
         """One description per served model (kind, dimensions, backend, ...), in entry order."""

@@ -12,12 +12,12 @@ from pydantic import BaseModel
 from ..catalog import ModelEntry
 from ..config import LimitsConfig
 from ..engine.reranking import sigmoid
-from ..errors import RequestTooLarge
+from ..errors import RequestTooLarge, TokenIdsRefused
 from ..jobs import EmbedJob, EmbedOutcome, RerankJob, RerankOutcome
 from .service import ModelService
 
 __all__ = ["JSONBody", "respond", "model_service", "split_input", "check_documents", "truncation", "ranked",
-           "run_embed", "run_rerank", "rank_documents", "sigmoid"]
+           "run_embed", "run_rerank", "rank_documents", "sigmoid", "refuse_token_ids"]
 
 
 class JSONBody(Response):
@@ -83,10 +83,27 @@ def _note_timings(request: Request, outcome: EmbedOutcome | RerankOutcome) -> No
     request.state.timings = (outcome.timings.queue_s, outcome.timings.inference_s, outcome.timings.tokens)
 
 
-async def run_embed(request: Request, model: str | None, job: EmbedJob) -> tuple[ModelEntry, EmbedOutcome]:
-    """Resolve the embedding model, run the job, note its timings for the headers."""
+def refuse_token_ids(entry: ModelEntry, param: str) -> None:
+    """Token ids are only taken by a model configured for them: ids from another tokenizer
+    (LangChain's default sends OpenAI's) would otherwise embed as the wrong tokens, silently."""
+    if not entry.accept_token_ids:
+        raise TokenIdsRefused(
+            f"{param} is token ids, and model {entry.name!r} takes text: ids from another tokenizer would embed as "
+            "the wrong tokens without any error. LangChain's OpenAIEmbeddings sends OpenAI's tiktoken ids by "
+            "default: create it with check_embedding_ctx_length=False to send text. If the ids come from this "
+            "model's own tokenizer (POST /tokenize), set accept_token_ids: true on the model in the server config.",
+            param=param,
+        )
+
+
+async def run_embed(request: Request, model: str | None, job: EmbedJob, *, input_param: str = "input"
+                    ) -> tuple[ModelEntry, EmbedOutcome]:
+    """Resolve the embedding model, run the job (token ids only where the model takes them), note its
+    timings for the headers."""
     service = model_service(request)
     entry = service.resolve("embedding", model)
+    if job.token_ids is not None:
+        refuse_token_ids(entry, input_param)
     outcome = await service.embed(entry, job)
     _note_timings(request, outcome)
     return entry, outcome

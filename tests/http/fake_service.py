@@ -17,9 +17,11 @@ from deployments.catalog import ModelEntry, ModelKind, resolve_entry
 from deployments.config import LimitsConfig
 from deployments.http.metrics import APIMetrics
 from deployments.index.base import CollectionInfo
+from deployments.engine.tokenization import TokenSpan
 from deployments.index.errors import CollectionNotFound, DocumentNotFound
 from deployments.jobs import (
     BatchTimings,
+    DecodeJob,
     EmbedJob,
     EmbedOutcome,
     ReplicaReport,
@@ -28,6 +30,7 @@ from deployments.jobs import (
     SearchHitOut,
     SearchJob,
     SearchOutcome,
+    TokenizeJob,
 )
 
 DIMENSIONS = 8
@@ -138,7 +141,7 @@ class FakeModelService:
     raise_next: Exception | None = None
     entries: list[ModelEntry] = field(default_factory=lambda: [
         ModelEntry("fake-embed", "embedding", "/models/fake-embed", "Embedder", True),
-        ModelEntry("fake-embed-2", "embedding", "/models/fake-embed-2", "Embedder-2", False),
+        ModelEntry("fake-embed-2", "embedding", "/models/fake-embed-2", "Embedder-2", False, accept_token_ids=True),
         ModelEntry("fake-rerank", "reranker", "/models/fake-rerank", "Reranker", True),
     ])
     metrics: APIMetrics = field(default_factory=APIMetrics)
@@ -176,6 +179,23 @@ class FakeModelService:
         counts = [[len(q.split()) + len(d.split()) + 20 for d in docs] for q, docs in job.groups]
         return RerankOutcome(logits=logits, token_counts=counts, timings=_timings(sum(map(sum, counts))),
                              report=_report())
+
+    async def tokenize(self, entry: ModelEntry, job: TokenizeJob) -> list[list[TokenSpan]]:
+        """Words as tokens (id: the word's length), the end-of-text token last when specials are asked."""
+        self._take_error()
+        listed = []
+        for text in job.texts:
+            tokens, start = [], 0
+            for word in text.split():
+                start = text.index(word, start)
+                tokens.append(TokenSpan(len(word), word, False, start, start + len(word)))
+                start += len(word)
+            listed.append(tokens + ([TokenSpan(0, "<eot>", True, None, None)] if job.add_special_tokens else []))
+        return listed
+
+    async def decode(self, entry: ModelEntry, job: DecodeJob) -> list[str]:
+        self._take_error()
+        return [" ".join("x" * i for i in ids if i or not job.skip_special_tokens) for ids in job.token_ids]
 
     async def describe(self) -> list[dict[str, Any]]:
         return [{"kind": e.kind, "source": e.source, "max_length": 512, "backend": "torch",

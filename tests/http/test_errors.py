@@ -10,6 +10,7 @@ from deployments.errors import (
     MalformedRequest,
     RequestTooLarge,
     ServiceUnavailable,
+    TokenIdsRefused,
     UnknownModel,
 )
 from deployments.http.errors import ERROR_TABLE, MethodNotAllowed, RouteNotFound, map_exception
@@ -37,6 +38,7 @@ DOCUMENTED = [
     (InvalidInputError("empty text", param="input"), 422, "invalid_request_error", "invalid_input"),
     (InvalidIndexRequest("bad filter", param="filter"), 422, "invalid_request_error", "invalid_input"),
     (InvalidRequest("nonsense", param="top_n"), 422, "invalid_request_error", "invalid_request"),
+    (TokenIdsRefused("ids, not text", param="input"), 422, "invalid_request_error", "token_ids_not_accepted"),
     (QueueFullError("busy", retry_after_s=3), 429, "rate_limit_error", "queue_full"),
     (ServiceUnavailable("down"), 503, "service_unavailable_error", "unavailable"),
     (ModelLoadError("not loaded"), 503, "service_unavailable_error", "model_not_loaded"),

@@ -2,12 +2,14 @@
 the test double's deterministic numbers (so a wrong ranking, field or sigmoid fails)."""
 
 import base64
+import re
 
 import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
 from clients.types import (
+    CohereEmbedResponse,
     CohereRerankResponse,
     Collection,
     CollectionList,
@@ -15,6 +17,7 @@ from clients.types import (
     EmbeddingResponse,
     HealthResponse,
     InfoResponse,
+    ModelCard,
     ModelList,
     RerankResponse,
     ScoreResponse,
@@ -59,7 +62,7 @@ async def test_openai_embeddings_float_and_base64(http, service):
 
 
 async def test_openai_embeddings_token_ids_and_instruction(http, service):
-    r = await http.post("/v1/embeddings", json={"input": [[1, 2], [3]]})
+    r = await http.post("/v1/embeddings", json={"input": [[1, 2], [3]], "model": "fake-embed-2"})
     assert r.status_code == 200 and service.embed_jobs[-1].token_ids == [[1, 2], [3]]
     r = await http.post("/v1/embeddings", json={"input": "q", "instruction": "find", "input_type": "query"})
     assert r.status_code == 200 and service.embed_jobs[-1].instruction == "find"
@@ -170,3 +173,119 @@ async def test_every_request_body_has_a_schema(http):
         for method, operation in operations.items():
             if method in ("post", "put"):
                 assert "requestBody" in operation, f"{method.upper()} {path} has no request schema"
+
+
+# ---------------------------------------------------------------- issue 15: the clients people have
+async def test_token_ids_are_refused_unless_the_model_accepts_them(http, service):
+    """LangChain's default sends OpenAI's tiktoken ids: refused with the setting to change, nothing embedded."""
+    jobs = len(service.embed_jobs)
+    for body in ({"input": [[15339, 1917]]}, {"input": [15339, 1917]}):
+        r = await http.post("/v1/embeddings", json=body)
+        error = r.json()["error"]
+        assert r.status_code == 422 and error["code"] == "token_ids_not_accepted" and error["param"] == "input"
+        assert "check_embedding_ctx_length=False" in error["message"] and "accept_token_ids" in error["message"]
+    r = await http.post("/embed", json={"inputs": [[1, 2]]})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "inputs"
+    assert len(service.embed_jobs) == jobs
+    assert (await http.post("/embed", json={"inputs": [[1, 2]], "model": "fake-embed-2"})).status_code == 200
+    info = InfoResponse.model_validate((await http.get("/info")).json())
+    assert [m.accept_token_ids for m in info.models] == [False, True, None]
+
+
+async def test_openai_model_card(http):
+    r = await http.get("/v1/models/fake-rerank")
+    assert r.status_code == 200 and ModelCard.model_validate(r.json()).id == "fake-rerank"
+    assert (await http.get("/v1/models//models/fake-embed")).json()["id"] == "fake-embed"  # by source, a path
+    r = await http.get("/v1/models/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+async def test_cohere_embed_types_roles_and_width(http, service):
+    r = await http.post("/v2/embed", json={"texts": TEXTS, "input_type": "search_document", "model": "fake-embed",
+                                           "embedding_types": ["float", "int8", "uint8", "binary", "ubinary",
+                                                               "base64"]})
+    assert r.status_code == 200
+    body = CohereEmbedResponse.model_validate(r.json())
+    expected = np.stack([unit(text_vector(t)) for t in TEXTS])
+    np.testing.assert_allclose(body.embeddings.float_, expected, rtol=1e-6)
+    np.testing.assert_array_equal(body.embeddings.int8, np.rint(expected * 127))
+    np.testing.assert_array_equal(body.embeddings.uint8, np.rint(expected * 127) + 128)
+    bits = np.packbits(expected > 0, axis=1)
+    np.testing.assert_array_equal(body.embeddings.ubinary, bits)
+    np.testing.assert_array_equal(body.embeddings.binary, bits.astype(int) - 128)
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(body.embeddings.base64[0]), "<f4"), expected[0])
+    assert body.texts == TEXTS and body.meta.billed_units["input_tokens"] == sum(len(t.split()) + 1 for t in TEXTS)
+    assert service.embed_jobs[-1].input_type == "document"
+    r = await http.post("/v2/embed", json={"texts": ["q"], "input_type": "search_query", "output_dimension": 4,
+                                           "truncate": "START"})
+    job = service.embed_jobs[-1]
+    assert r.status_code == 200 and set(r.json()["embeddings"]) == {"float"}
+    assert (job.input_type, job.dimensions, job.truncation_direction) == ("query", 4, "left")
+    r = await http.post("/v2/embed", json={"texts": ["q"], "input_type": "image"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "input_type"
+
+
+async def test_tei_root_tokenize_and_decode(http, service):
+    r = await http.post("/", json={"inputs": TEXTS})
+    assert r.status_code == 200
+    np.testing.assert_allclose(r.json(), [unit(text_vector(t)) for t in TEXTS], rtol=1e-6)
+    r = await http.post("/", json={"query": "cat", "texts": DOCS})
+    ranks = TypeAdapter(list[TEIRerankResult]).validate_python(r.json())
+    assert [x.index for x in ranks] == expected_ranking("cat", DOCS)
+    r = await http.post("/tokenize", json={"inputs": "the  cat", "add_special_tokens": True})
+    assert r.json() == [[{"id": 3, "text": "the", "special": False, "start": 0, "stop": 3},
+                         {"id": 3, "text": "cat", "special": False, "start": 5, "stop": 8},
+                         {"id": 0, "text": "<eot>", "special": True, "start": None, "stop": None}]]
+    r = await http.post("/tokenize", json={"inputs": ["a", "bb"], "add_special_tokens": False, "model": "fake-rerank"})
+    assert [[t["id"] for t in row] for row in r.json()] == [[1], [2]]
+    assert (await http.post("/decode", json={"ids": [1, 2]})).json() == ["x xx"]
+    assert (await http.post("/decode", json={"ids": [[1], [0, 2]], "skip_special_tokens": False})).json() == [
+        "x", " xx"]
+    r = await http.post("/tokenize", json={"inputs": ["w"] * 9})
+    assert r.status_code == 413 and r.json()["error"]["param"] == "inputs"
+    r = await http.post("/decode", json={"ids": [1], "model": "nope"})
+    assert r.status_code == 404 and "fake-rerank" in r.json()["error"]["message"]
+
+
+async def test_info_has_tei_fields_for_the_default_embedder(http):
+    body = (await http.get("/info")).json()
+    assert body["model_id"] == "fake-embed" and body["max_client_batch_size"] == 8
+    assert body["model_type"] == {"embedding": {"pooling": "mean"}} and body["max_input_length"] == 512
+    for key in ("sha", "docker_label", "model_sha", "max_concurrent_requests", "max_batch_tokens",
+                "max_batch_requests", "tokenization_workers"):
+        assert key in body  # tei-client requires each key, null or not
+
+
+async def test_docs_are_served_from_here_and_open(service):
+    import httpx
+
+    from deployments.http import create_app
+
+    service.keys = frozenset({"k"})
+    app = create_app(lambda: service)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+        for page in ("/docs", "/redoc"):
+            html = (await client.get(page)).text
+            assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css|png))["']""", html)
+            assert assets and all(a.startswith("/docs/assets/") for a in assets), assets
+            for asset in assets:
+                assert (await client.get(asset)).status_code == 200  # no key needed, like the page
+            assert "cdn." not in html and "fonts.googleapis" not in html
+        assert (await client.get("/v1/models")).status_code == 401
+
+
+async def test_openapi_lists_the_errors_really_sent(http):
+    spec = (await http.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if path != "/health":
+                assert "401" in responses, f"{method} {path}"
+            for status, response in responses.items():
+                if int(status) >= 400 and path != "/health":
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorResponse"}, f"{method} {path} {status}"
+    embeddings = spec["paths"]["/v1/embeddings"]["post"]["responses"]
+    assert {"400", "401", "404", "413", "422", "429", "503"} <= set(embeddings)
+    assert "409" in spec["paths"]["/v1/collections/{name}"]["put"]["responses"]

@@ -1,4 +1,4 @@
-"""OpenAI dialect: `POST /v1/embeddings`, `GET /v1/models`."""
+"""OpenAI dialect: `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`."""
 
 import base64
 from typing import Any
@@ -8,14 +8,15 @@ from fastapi.responses import Response
 
 from clients.types import EmbeddingRequest, EmbeddingResponse, ModelCard, ModelList
 
-from ...errors import InvalidRequest
+from ...errors import InvalidRequest, UnknownModel
 from ...jobs import EmbedJob
 from ..wire import JSONBody, model_service, respond, run_embed, split_input
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter()
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingResponse, summary="OpenAI-compatible embeddings")
+@router.post("/v1/embeddings", response_model=EmbeddingResponse, tags=["embeddings"],
+             summary="OpenAI-compatible embeddings")
 async def openai_embeddings(body: EmbeddingRequest, request: Request) -> Response:
     limits = model_service(request).limits
     texts, ids = split_input(body.input, limits)
@@ -45,3 +46,13 @@ async def openai_embeddings(body: EmbeddingRequest, request: Request) -> Respons
 @router.get("/v1/models", response_model=ModelList, tags=["service"], summary="OpenAI model list")
 async def models(request: Request) -> Response:
     return respond(ModelList(data=[ModelCard(id=e.name) for e in model_service(request).entries]))
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, tags=["service"], summary="OpenAI model card")
+async def model(model_id: str, request: Request) -> Response:
+    entries = model_service(request).entries
+    for entry in entries:
+        if model_id in (entry.name, entry.source):
+            return respond(ModelCard(id=entry.name))
+    raise UnknownModel(f"model {model_id!r} is not served here; models: {', '.join(e.name for e in entries)}",
+                       param="model")

@@ -1,5 +1,7 @@
 """Operations: `GET /info`, `GET /health`, `GET /metrics`."""
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -12,13 +14,32 @@ from ..wire import model_service, respond
 router = APIRouter(tags=["service"])
 
 
-@router.get("/info", response_model=InfoResponse, summary="Models, dimensions, backends, limits, version")
+# TEI's pooling names for the sentence-transformers ones the engine reports.
+_TEI_POOLING = {"lasttoken": "last_token", "mean": "mean", "cls": "cls"}
+
+
+@router.get("/info", response_model=InfoResponse,
+            summary="Models, dimensions, backends, limits, version; and TEI's fields for the default embedder")
 async def info(request: Request) -> Response:
     service = model_service(request)
     described = await service.describe()
-    models = [ServedModel(id=e.name, deployment=e.deployment, default=e.default, **d)
+    models = [ServedModel(id=e.name, deployment=e.deployment, default=e.default,
+                          **{**d, "accept_token_ids": e.accept_token_ids if e.kind == "embedding" else None})
               for e, d in zip(service.entries, described, strict=True)]
-    return respond(InfoResponse(version=VERSION, models=models, limits=Limits(**service.limits.model_dump())))
+    tei: dict[str, Any] = {}
+    default = next(((e, d) for e, d in zip(service.entries, described, strict=True)
+                    if e.kind == "embedding" and e.default), None)
+    if default is not None:  # TEI describes its one model; its clients read model_type first
+        entry, d = default
+        pooling = d.get("pooling") or "mean"
+        tei = {"model_id": entry.name, "model_sha": None, "model_dtype": d.get("dtype") or "float32",
+               "model_type": {"embedding": {"pooling": _TEI_POOLING.get(pooling, pooling)}},
+               "max_concurrent_requests": None, "max_input_length": d.get("max_length"),
+               "max_batch_tokens": d.get("max_batch_tokens"), "max_batch_requests": d.get("max_batch_size"),
+               "max_client_batch_size": service.limits.max_inputs_per_request,
+               "auto_truncate": service.limits.auto_truncate, "tokenization_workers": None, "sha": None,
+               "docker_label": None}
+    return respond(InfoResponse(version=VERSION, models=models, limits=Limits(**service.limits.model_dump()), **tei))
 
 
 @router.get("/health", response_model=HealthResponse, summary="200 when every deployment answers, else 503",

@@ -1,7 +1,10 @@
-"""Text Embeddings Inference dialect: `POST /embed`, `POST /rerank`.
+"""Text Embeddings Inference dialect: `POST /embed`, `/rerank`, `/tokenize`, `/decode`, and `POST /`.
 
 `/rerank` is TEI's route, and vLLM / Jina clients call the same path with their own body;
 the body's shape decides (`texts`: TEI, `documents`: Jina), with both schemas in OpenAPI.
+TEI serves one model and routes `POST /` to it by its kind; here several are served, so the
+body's shape picks the kind (`inputs`: the embedding model, `query` + `texts`: the reranker),
+and `model` (an extension) picks the model. TEI's `/info` fields are in `GET /info` (ops.py).
 """
 
 from typing import Annotated, Any
@@ -10,9 +13,21 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import Discriminator, Tag
 
-from clients.types import RerankRequest, RerankResponse, TEIEmbedRequest, TEIRerankRequest, TEIRerankResult
+from clients.types import (
+    RerankRequest,
+    RerankResponse,
+    TEIDecodeRequest,
+    TEIEmbedRequest,
+    TEIRerankRequest,
+    TEIRerankResult,
+    TEIToken,
+    TEITokenizeRequest,
+)
 
-from ...jobs import EmbedJob, RerankJob
+from ...catalog import ModelEntry
+from ...errors import RequestTooLarge, UnknownModel
+from ...jobs import DecodeJob, EmbedJob, RerankJob, TokenizeJob
+from ..service import ModelService
 from ..wire import (
     JSONBody,
     check_documents,
@@ -38,7 +53,7 @@ async def tei_embed(body: TEIEmbedRequest, request: Request) -> Response:
         texts=texts, token_ids=ids, prompt_name=body.prompt_name, dimensions=body.dimensions,
         normalize=body.normalize, truncate=truncation(limits, body.truncate),
         truncation_direction="left" if body.truncation_direction.lower() == "left" else "right",
-    ))
+    ), input_param="inputs")
     return JSONBody(outcome.vectors)
 
 
@@ -70,3 +85,62 @@ async def rerank_either(body: Annotated[AnyRerankRequest, Body()], request: Requ
     if isinstance(body, RerankRequest):
         return await jina_rerank(body, request)
     return await tei_rerank(body, request)
+
+
+def _root_dialect(body: Any) -> str:
+    return "rerank" if isinstance(body, dict) and "texts" in body and "query" in body else "embed"
+
+
+AnyRootRequest = Annotated[
+    Annotated[TEIEmbedRequest, Tag("embed")] | Annotated[TEIRerankRequest, Tag("rerank")],
+    Discriminator(_root_dialect),
+]
+
+
+@router.post("/", response_model=list[list[float]] | list[TEIRerankResult],
+             summary="TEI's root route: `/embed` for a body with `inputs`, `/rerank` for one with `query` and `texts`")
+async def tei_root(body: Annotated[AnyRootRequest, Body()], request: Request) -> Response:
+    if isinstance(body, TEIRerankRequest):
+        return await tei_rerank(body, request)
+    return await tei_embed(body, request)
+
+
+def _tokenizer_model(service: ModelService, name: str | None) -> ModelEntry:
+    """The model named (embedding or reranker: both have a tokenizer), else the default embedder."""
+    if name is None:
+        return service.resolve("embedding", None)
+    for kind in ("embedding", "reranker"):
+        try:
+            return service.resolve(kind, name)  # type: ignore[arg-type]
+        except UnknownModel:
+            pass
+    raise UnknownModel(f"model {name!r} is not served here; models: {', '.join(e.name for e in service.entries)}",
+                       param="model")
+
+
+def _check_count(count: int, service: ModelService, param: str) -> None:
+    limit = service.limits.max_inputs_per_request
+    if count > limit:
+        raise RequestTooLarge(f"{count} inputs in one request; the limit is {limit}", param=param)
+
+
+@router.post("/tokenize", response_model=list[list[TEIToken]], summary="TEI tokenize: the tokens of each text")
+async def tei_tokenize(body: TEITokenizeRequest, request: Request) -> Response:
+    service = model_service(request)
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    _check_count(len(texts), service, "inputs")
+    listed = await service.tokenize(_tokenizer_model(service, body.model), TokenizeJob(
+        texts=texts, add_special_tokens=body.add_special_tokens, prompt_name=body.prompt_name))
+    return JSONBody([[{"id": t.id, "text": t.text, "special": t.special, "start": t.start, "stop": t.stop}
+                      for t in tokens] for tokens in listed])
+
+
+@router.post("/decode", response_model=list[str], summary="TEI decode: token ids back to text")
+async def tei_decode(body: TEIDecodeRequest, request: Request) -> Response:
+    service = model_service(request)
+    one = bool(body.ids) and all(isinstance(i, int) for i in body.ids)
+    ids: list[list[int]] = [list(body.ids)] if one else [list(i) for i in body.ids]  # type: ignore[arg-type]
+    _check_count(len(ids), service, "ids")
+    texts = await service.decode(_tokenizer_model(service, body.model),
+                                 DecodeJob(token_ids=ids, skip_special_tokens=body.skip_special_tokens))
+    return JSONBody(texts)
