@@ -76,6 +76,7 @@ def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any
              "deployment": {**small, "max_ongoing_requests": 64}},
             {"model": str(folders["all-MiniLM-L6-v2"]), "name": "all-MiniLM-L6-v2", "deployment": small},
             {"model": str(folders["tiny-qwen"]), "name": "tiny-tokens", "max_batch_tokens": 64,
+             "accept_token_ids": True,
              "max_queued_tokens": 300, "deployment": {**small, "retry_after_s": 3}},
             {"model": str(folders["tiny-qwen"]), "name": "tiny-backpressure",
              "deployment": {**small, "max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 2}},

@@ -104,11 +104,14 @@ def test_base64_decodes_to_the_float_output(http):
 
 
 def test_token_id_inputs_equal_text_inputs(http, serve_app):
+    """tiny-tokens serves tiny-qwen's weights with accept_token_ids on; tiny-qwen keeps the default (off)."""
     engine = serve_app.engine("tiny-qwen")
     texts = ["hello world", "token ids in, vectors out"]
     ids = [row[:-1] for row in engine.tokenize(texts)]  # without the end-of-text token: the server adds it
-    from_ids = http.post("/v1/embeddings", json={"input": ids}).json()["data"]
-    from_one = http.post("/v1/embeddings", json={"input": ids[0]}).json()["data"]
+    from_ids = http.post("/v1/embeddings", json={"input": ids, "model": "tiny-tokens"}).json()["data"]
+    from_one = http.post("/v1/embeddings", json={"input": ids[0], "model": "tiny-tokens"}).json()["data"]
+    refused = http.post("/v1/embeddings", json={"input": ids})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "token_ids_not_accepted"
     np.testing.assert_allclose([d["embedding"] for d in from_ids], engine.embed(texts), atol=1e-5)
     np.testing.assert_allclose(from_one[0]["embedding"], engine.embed(texts[:1])[0], atol=1e-5)
 
