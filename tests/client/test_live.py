@@ -236,7 +236,7 @@ def test_cli_embed_matches_the_engine(serve_app):
     rows = [json.loads(line) for line in piped.stdout.splitlines()]
     np.testing.assert_allclose(rows, engine.embed(["line one", "line two"], dimensions=32), atol=1e-5)
     summary = run_cli(serve_app, "embed", "hello world").stdout.splitlines()
-    assert summary[0].startswith("model tiny-qwen · 1 inputs · 64 dimensions")
+    assert summary[0].startswith("model tiny-qwen · 1 input · 64 dimensions")
     assert summary[2].split()[:2] == ["0", "1.000"] and summary[2].endswith("hello world")
 
 
