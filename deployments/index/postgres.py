@@ -154,7 +154,6 @@ class PostgresIndex:
         self._write: AsyncConnectionPool | None = None
         self._read: AsyncConnectionPool | None = None
         self._setup_lock: asyncio.Lock | None = None
-        self._types: list[TypeInfo] = []
         self._extension_schema = "public"
         self._tables: dict[str, _Table] = {}
 
@@ -174,7 +173,13 @@ class PostgresIndex:
         from pgvector.psycopg.halfvec import register_halfvec_info
         from pgvector.psycopg.vector import register_vector_info
 
-        vector, halfvec = self._types
+        # Looked up per connection: a read endpoint that is another database (not a physical
+        # replica) has other type OIDs.
+        vector = await TypeInfo.fetch(conn, f"{self._extension_schema}.vector")
+        halfvec = await TypeInfo.fetch(conn, f"{self._extension_schema}.halfvec")
+        if vector is None or halfvec is None:
+            raise StorageSetupError(f"no pgvector types in {_endpoint(conn.info.dsn)}: run CREATE EXTENSION vector; "
+                                    "there (a read endpoint needs the extension too)")
         register_vector_info(conn, vector)
         register_halfvec_info(conn, halfvec)
 
@@ -238,10 +243,6 @@ class PostgresIndex:
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(f"setup:{schema}"),))
                 await self._setup_extension(conn, user, where)
                 await self._setup_schema(conn, schema, user, database, where)
-            types = [await TypeInfo.fetch(conn, f"{self._extension_schema}.{name}") for name in ("vector", "halfvec")]
-            if None in types:
-                raise StorageSetupError(f"the `vector` extension in {where} has no vector/halfvec types")
-            self._types = [t for t in types if t is not None]
 
     async def _setup_extension(self, conn: psycopg.AsyncConnection, user: str, where: str) -> None:
         row = await (await conn.execute(
@@ -323,7 +324,7 @@ class PostgresIndex:
         except PoolTimeout as exc:
             raise StorageUnavailable(f"PostgreSQL at {where} is unavailable: no connection within "
                                      f"{self.config.connect_timeout_s:g} s ({exc})") from exc
-        except pg_errors.TransactionRollback as exc:
+        except (pg_errors.TransactionRollback, pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
             raise _RolledBack(f"PostgreSQL at {where} rolled the transaction back ({exc}); retry") from exc
         except pg_errors.QueryCanceled as exc:
             raise StorageUnavailable(f"PostgreSQL at {where} cancelled the statement (statement_timeout "
@@ -339,20 +340,23 @@ class PostgresIndex:
             raise StorageUnavailable(f"PostgreSQL at {where} is unavailable: {exc}") from exc
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, *, read: bool = False, settings: Mapping[str, str] | None = None
-                           ) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection in a transaction with this service's search_path and statement_timeout set."""
+    async def _transaction(self, *, read: bool = False, settings: Mapping[str, str] | None = None,
+                           pipeline: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection in a transaction with this service's search_path and statement_timeout set
+        (SET LOCAL: nothing outlives the transaction, so a transaction-mode PgBouncer is fine)."""
         await self.open()
         pool = self._read if read else self._write
         assert pool is not None
         values = {"search_path": f"{self.config.schema_name}, {self._extension_schema}",
                   "statement_timeout": str(int(self.config.statement_timeout_s * 1000)), **(settings or {})}
+        prelude = sql.SQL("SELECT ") + sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v)) for k, v in values.items())
         with self._translate(self.config.read_dsn if read and self.config.read_dsn else self.config.dsn):
-            async with pool.connection() as conn, conn.transaction():
-                await conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(
-                    sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
-                    for k, v in values.items()))
-                yield conn
+            async with pool.connection() as conn:
+                async with conn.pipeline() if pipeline else contextlib.nullcontext():
+                    async with conn.transaction():
+                        await conn.execute(prelude)
+                        yield conn
 
     def _qualified(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.config.schema_name), sql.Identifier(table))
@@ -655,8 +659,9 @@ class PostgresIndex:
             "ORDER BY distance LIMIT %(k)s").format(name, condition, expression, operator)
         return statement, candidates
 
-    async def _search(self, table: _Table, queries: np.ndarray, k: int, parsed: ParsedFilter, *,
-                      approximate: bool, read: bool) -> list[list[Hit]]:
+    def _plan(self, table: _Table, k: int, parsed: ParsedFilter, approximate: bool
+              ) -> tuple[sql.Composed, dict[str, str], Any]:
+        """The statement of one query, its transaction settings, and a function from query to parameters."""
         condition, filter_params = filter_sql(parsed)
         statement, candidates = self._search_sql(table, k, condition, approximate)
         settings = {"enable_indexscan": "off"} if not approximate else {
@@ -666,22 +671,41 @@ class PostgresIndex:
         }
         truncated = table.method == "truncated"
         m = min(self.config.truncated_dimensions, table.info.dimensions)
-        async with self._transaction(read=read, settings=settings) as conn:
+
+        def params(query: np.ndarray) -> dict[str, Any]:
+            return {"q": query, "k": k, "c": candidates, "iq": query[:m] if truncated else query, **filter_params}
+
+        return statement, settings, params
+
+    async def _search(self, table: _Table, queries: np.ndarray, k: int, parsed: ParsedFilter, *,
+                      approximate: bool, read: bool) -> list[list[Hit]]:
+        statement, settings, params = self._plan(table, k, parsed, approximate)
+        # One round trip for BEGIN, the settings, every query and COMMIT (pipeline mode).
+        async with self._transaction(read=read, settings=settings, pipeline=True) as conn:
             cursors = []
-            async with conn.pipeline():
-                for query in queries:
-                    params: dict[str, Any] = {"q": query, "k": k, "c": candidates,
-                                              "iq": query[:m] if truncated else query}
-                    params.update(filter_params)
-                    cursor = conn.cursor()
-                    await cursor.execute(statement, params)
-                    cursors.append(cursor)
+            for query in queries:
+                cursor = conn.cursor()
+                await cursor.execute(statement, params(query))
+                cursors.append(cursor)
             results = []
             for cursor in cursors:
                 rows = await cursor.fetchall()
                 results.append([Hit(id=r[0], text=r[1], metadata=r[2], embedding_score=-float(r[3])) for r in rows])
                 await cursor.close()
         return results
+
+    async def explain(self, collection: str, query: np.ndarray, k: int, filter_: dict[str, Any] | None = None,
+                      exact: bool = False, *, analyze: bool = False, settings: Mapping[str, str] | None = None
+                      ) -> str:
+        """PostgreSQL's plan of one search query (EXPLAIN [ANALYZE]), to check which index answers it;
+        `settings` adds planner settings (e.g. enable_seqscan=off: can the HNSW index answer at all?)."""
+        parsed = parse_filter(filter_)
+        table = await self._lookup(collection)
+        statement, search_settings, params = self._plan(table, k, parsed, not exact and table.method != "none")
+        prefix = sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") if analyze else sql.SQL("EXPLAIN ")
+        async with self._transaction(settings={**search_settings, **(settings or {})}) as conn:
+            rows = await (await conn.execute(prefix + statement, params(np.asarray(query, np.float32)))).fetchall()
+        return "\n".join(r[0] for r in rows)
 
     # ------------------------------------------------------------------ health
 

@@ -10,7 +10,7 @@ lock file of a killed process that has not gone yet (REFERENCE.md section 8).
     server = PgServer.create()        # initdb in a fresh temp folder, start on a free loopback port
     server.dsn                        # postgresql://postgres@127.0.0.1:PORT/postgres
     server.kill(); server.start()     # SIGKILL, then crash recovery
-    server.destroy()                  # stop and remove everything
+    server.destroy()                  # immediate shutdown, remove everything
 """
 
 import importlib.util
@@ -179,8 +179,17 @@ class PgServer:
             time.sleep(0.05)
 
     def destroy(self) -> None:
+        """Immediate shutdown (SIGQUIT: no checkpoint, the folder goes anyway) and remove everything."""
         try:
-            self.stop()
+            if self.running:
+                assert self.process is not None
+                self.process.send_signal(signal.SIGQUIT)
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=30)
+                self._wait_session_gone(self.process.pid)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

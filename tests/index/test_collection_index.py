@@ -55,10 +55,12 @@ def unit(n: int, d: int = D, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def clustered(n: int, d: int = D, seed: int = 0, centres: int = 20) -> np.ndarray:
+def clustered(n: int, d: int = D, seed: int = 0, centres: int = 20, spread: float = 0.4) -> np.ndarray:
+    """Unit vectors around `centres` directions that depend on (d, centres) only: calls with other seeds
+    draw more points (e.g. queries) from the same clusters."""
+    c = np.random.default_rng([d, centres]).standard_normal((centres, d)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    c = rng.standard_normal((centres, d)).astype(np.float32)
-    v = c[rng.integers(0, centres, n)] + 0.4 * rng.standard_normal((n, d)).astype(np.float32)
+    v = c[rng.integers(0, centres, n)] + spread * rng.standard_normal((n, d)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
