@@ -7,7 +7,7 @@ from clients.types import CohereRerankRequest, CohereRerankResponse
 from clients.types.rerank import CohereRerankMeta, CohereRerankResult, RerankDocumentText
 
 from ...jobs import RerankJob
-from ..wire import check_documents, model_service, ranked, respond, run_rerank, sigmoid
+from ..wire import check_documents, model_service, ranked, respond, run_rerank, sigmoid, truncation
 
 router = APIRouter(tags=["rerank"])
 
@@ -17,8 +17,10 @@ async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response
     limits = model_service(request).limits
     documents = body.document_texts()
     check_documents(len(documents), limits)
+    # Cohere cuts each document to `max_tokens_per_doc` when asked; a prompt still longer than the model's
+    # limit follows the server's `auto_truncate` (false: 413), as on every other route.
     _, outcome = await run_rerank(request, body.model, RerankJob(
-        groups=[(body.query, documents)], instruction=body.instruction, truncate=True,
+        groups=[(body.query, documents)], instruction=body.instruction, truncate=truncation(limits, None),
         max_tokens_per_document=body.max_tokens_per_doc,
     ))
     scores = sigmoid(outcome.logits[0])
