@@ -179,6 +179,11 @@ class LimitsConfig(_Config):
     auto_truncate: bool = Field(
         default=True, description="Truncate over-long inputs when a request does not say; false answers 413."
     )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Seconds the ingress waits for a request's whole body before answering 408 (the proxy edge, "
+        "deployments/http/edge.py, enforces its own, shorter deadline before a request reaches the ingress).",
+    )
 
 
 class IndexConfig(_Config):

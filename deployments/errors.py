@@ -8,6 +8,8 @@ __all__ = [
     "MalformedRequest",
     "AuthenticationFailed",
     "RequestTooLarge",
+    "RequestTimeout",
+    "ReservedHeader",
     "UnknownModel",
     "ServiceUnavailable",
 ]
@@ -43,6 +45,14 @@ class AuthenticationFailed(APIError):
 
 class RequestTooLarge(APIError):
     """More inputs or bytes than the configured limits."""
+
+
+class RequestTimeout(APIError):
+    """The request (its head or its body) did not arrive in time."""
+
+
+class ReservedHeader(APIError):
+    """The request carries a header the serving system reads as an instruction (Ray Serve's control headers)."""
 
 
 class UnknownModel(APIError):
