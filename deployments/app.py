@@ -47,7 +47,9 @@ def build_app(args: AppArgs) -> Application:
             deployment = serve.deployment(cls).options(name=name, **config.deployment.serve_options())
             handles[name] = deployment.bind(config)
             models.append(ModelEntry(name=config.served_name(), kind=kind, source=config.model,  # type: ignore[arg-type]
-                                     deployment=name, default=position == 0, backend=config.backend))
+                                     deployment=name, default=position == 0, backend=config.backend,
+                                     admits=config.deployment.admits(),
+                                     retry_after_s=config.deployment.retry_after_s))
 
     index = args.index
     shards = [

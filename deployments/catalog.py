@@ -1,6 +1,6 @@
 """The served models as the HTTP layer and the pipeline see them: names, kinds, handles."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import UnknownModel
@@ -22,11 +22,15 @@ class ModelEntry:
     backend: str = "auto"
     """The backend the config asked for (the replica reports the one it resolved to)."""
     handle: Any = field(default=None, repr=False, compare=False)
+    admits: int | None = None
+    """Calls one caller may have in flight to this deployment, at most: max_ongoing_requests x the most
+    replicas + max_queued_requests (None: unbounded). Past it a caller refuses at once (429), without
+    asking Ray, whose own answer (BackPressureError) costs a round of routing under load."""
+    retry_after_s: float = 1.0
 
     def bound(self, handles: dict[str, Any]) -> "ModelEntry":
         """This entry with the handle of its deployment."""
-        return ModelEntry(self.name, self.kind, self.source, self.deployment, self.default, self.backend,
-                          handles[self.deployment])
+        return replace(self, handle=handles[self.deployment])
 
 
 def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:
