@@ -72,9 +72,13 @@ def _run(schema: Any, client: Any, call_options: dict[str, Any], examples: int, 
         if case.method.upper() == "DELETE" and case.path == "/v1/collections/{name}":
             ensure_collection()
 
+    def send(method: str, path: str, query: dict, content: bytes) -> Any:
+        return client.request(method, prefix + path, params=query, data=content,
+                              headers={"content-type": "application/json"})
+
     ensure_collection()
     return fuzz(schema, lambda case: case.call(session=client, **call_options), examples=examples,
-                collection=COLLECTION, after=after, seconds=seconds)
+                collection=COLLECTION, after=after, seconds=seconds, send=send)
 
 
 def main() -> int:

@@ -66,8 +66,9 @@ def check_text_value(value: Any) -> Any:
         elif depth >= _TYPED_DEPTH or isinstance(item, BaseModel):
             continue
         elif isinstance(item, list | tuple):
-            # A typed list is homogeneous once validated: a list of numbers holds no text.
-            if item and isinstance(item[0], str | list | tuple | dict):
+            # A validated list of numbers (token ids: possibly millions) holds no text; any other list
+            # (`list[str | RerankDocument]` mixes strings and models) is walked item by item.
+            if item and not isinstance(item[0], int | float):
                 stack.extend((v, (*path, i), depth + 1) for i, v in enumerate(item))
         elif isinstance(item, dict):
             for key, v in item.items():

@@ -57,6 +57,12 @@ def test_a_lone_surrogate_in_any_text_field_is_refused_naming_it(cls):
         assert any(error["loc"][:1] == (name,) for error in caught.value.errors()), (cls, name, caught.value)
 
 
+def test_a_lone_surrogate_after_a_document_object_is_refused():
+    # The list mixes models and strings: each string is checked, whatever comes first.
+    with pytest.raises(ValidationError, match="surrogate"):
+        wire.RerankRequest.model_validate({"query": "q", "documents": [{"text": "ok"}, "bad " + LONE]})
+
+
 def test_text_problems():
     assert text_problem("plain") is None and text_problem("café \U0001F600") is None
     assert "surrogate" in text_problem("a\udfffb")

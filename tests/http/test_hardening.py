@@ -220,8 +220,9 @@ async def test_every_layer_below_the_wire_refuses_duplicates_too(stack, http):
 def test_the_vector_set_keeps_the_last_vector_of_a_repeated_label():
     vectors = VectorSet(4, index_type="hnsw")
     first, last = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
-    vectors.upsert(np.array([7, 7]), np.stack([first, last]))
-    assert len(vectors) == 1
+    vectors.upsert(np.array([3]), np.array([[0, 0, 1, 0]], np.float32))  # the HNSW graph exists from here
+    vectors.upsert(np.array([7, 7]), np.stack([first, last]))  # usearch alone: "Duplicate keys not allowed"
+    assert len(vectors) == 2 and vectors.uses_hnsw
     labels, scores = vectors.search(last[None], 1)[0]
     assert labels.tolist() == [7] and scores[0] == pytest.approx(1.0)
 
