@@ -6,6 +6,7 @@ __all__ = [
     "APIError",
     "InvalidRequest",
     "MalformedRequest",
+    "MalformedHTTP",
     "AuthenticationFailed",
     "RequestTooLarge",
     "RequestTimeout",
@@ -37,6 +38,10 @@ class InvalidRequest(APIError):
 
 class MalformedRequest(APIError):
     """A body that is not JSON."""
+
+
+class MalformedHTTP(MalformedRequest):
+    """Bytes that are not an HTTP/1.1 request (answered by the edge, before any route)."""
 
 
 class AuthenticationFailed(APIError):

@@ -13,7 +13,8 @@ control headers from anyone (`x-request-timeout-seconds: 0` turns the request ti
   burst is refused before Ray's routing spends seconds of a loaded machine on requests it will refuse
   anyway (`/health`, `/metrics` and Serve's `/-/` routes are always let through);
 - `HeadTimeoutProtocol` (uvicorn) closes a connection whose request head is not complete within
-  `header_timeout_s`, answering 408, so stalled connections cannot pile up.
+  `header_timeout_s`, answering 408, so stalled connections cannot pile up; its answer to a request
+  that is not HTTP (uvicorn's text/plain 400) is the envelope too.
 
 Installed with `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=deployments.http.edge:proxy_middlewares`
 in the environment of every Ray node (the Dockerfile sets it; Ray calls it in each proxy process).
@@ -37,7 +38,7 @@ from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from ..errors import RequestTimeout, RequestTooLarge, ServiceUnavailable
+from ..errors import MalformedHTTP, RequestTimeout, RequestTooLarge, ServiceUnavailable
 from ..jobs import QueueFullError
 from .errors import RouteNotFound, error_response_bytes
 
@@ -291,10 +292,18 @@ class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self._head_timer = None
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
-        status, headers, payload = error_response_bytes(RequestTimeout(
-            f"the request head did not arrive within {self.header_timeout_s:g} s"))
+        self._answer_and_close(RequestTimeout(f"the request head did not arrive within {self.header_timeout_s:g} s"),
+                               b"Request Timeout")
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own answer to a request that is not HTTP (text/plain), as the error envelope.
+        self._answer_and_close(MalformedHTTP(f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"),
+                               b"Bad Request")
+
+    def _answer_and_close(self, exc: Exception, reason: bytes) -> None:
+        status, headers, payload = error_response_bytes(exc)
         head = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
-        self.transport.write(b"HTTP/1.1 %d Request Timeout\r\n%s\r\n%s" % (status, head, payload))
+        self.transport.write(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, head, payload))
         self.transport.close()
 
 

@@ -18,6 +18,7 @@ from ..errors import (
     APIError,
     AuthenticationFailed,
     InvalidRequest,
+    MalformedHTTP,
     MalformedRequest,
     RequestTimeout,
     RequestTooLarge,
@@ -61,6 +62,7 @@ class ErrorMapping:
 
 # Most specific first: the first row whose type matches wins.
 ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
+    (MalformedHTTP, ErrorMapping(400, "invalid_request_error", "invalid_http", close=True)),
     (MalformedRequest, ErrorMapping(400, "invalid_request_error", "invalid_json")),
     (ReservedHeader, ErrorMapping(400, "invalid_request_error", "reserved_header")),
     (AuthenticationFailed, ErrorMapping(401, "authentication_error", "invalid_api_key")),

@@ -213,6 +213,14 @@ def test_a_trickled_head_does_not_extend_its_deadline(head_timeout_server):
         assert b"408" in answer.split(b"\r\n", 1)[0] and time.monotonic() - started < 4
 
 
+def test_a_request_that_is_not_http_is_400_in_the_envelope(head_timeout_server):
+    with socket.create_connection(("127.0.0.1", head_timeout_server)) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = read_all(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "invalid_http"
+
+
 def test_complete_requests_on_a_kept_alive_connection_are_served(head_timeout_server):
     with socket.create_connection(("127.0.0.1", head_timeout_server)) as sock:
         for _ in range(3):
