@@ -19,7 +19,10 @@ ARG RAY_VERSION=2.60.0
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    HF_HUB_DISABLE_TELEMETRY=1
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=deployments.http.edge:proxy_middlewares
+# ^ the edge in every Serve proxy of every pod (deployments/http/edge.py, docs/deployment.md "The edge"):
+#   clients' Ray control headers dropped, bodies read in full within a deadline, stalled heads cut.
 
 # torch first, from its own index: installing the project first would pull torch from PyPI.
 RUN pip install "torch${TORCH_VERSION:+==${TORCH_VERSION}}" --index-url "${TORCH_INDEX_URL}"

@@ -55,7 +55,9 @@ def build_app(args: AppArgs) -> Application:
             handles[name] = deployment.bind(config)
             models.append(ModelEntry(name=config.served_name(), kind=kind, source=config.model,  # type: ignore[arg-type]
                                      deployment=name, default=position == 0, backend=config.backend,
-                                     accept_token_ids=getattr(config, "accept_token_ids", False)))
+                                     accept_token_ids=getattr(config, "accept_token_ids", False),
+                                     admits=config.deployment.admits(),
+                                     retry_after_s=config.deployment.retry_after_s))
 
     index = args.index
     shards = [

@@ -24,6 +24,11 @@ class ModelEntry:
     accept_token_ids: bool = False
     """Embedding models: whether token-id inputs are taken (`EmbeddingModelConfig.accept_token_ids`)."""
     handle: Any = field(default=None, repr=False, compare=False)
+    admits: int | None = None
+    """Calls one caller may have in flight to this deployment, at most: max_ongoing_requests x the most
+    replicas + max_queued_requests (None: unbounded). Past it a caller refuses at once (429), without
+    asking Ray, whose own answer (BackPressureError) costs a round of routing under load."""
+    retry_after_s: float = 1.0
 
     def bound(self, handles: dict[str, Any]) -> "ModelEntry":
         """This entry with the handle of its deployment."""

@@ -75,6 +75,15 @@ class DeploymentOptions(_Config):
             raise ValueError("max_queued_requests must be -1 (unlimited) or positive")
         return self
 
+    def admits(self) -> int | None:
+        """Requests one caller can have in flight to this deployment before Ray refuses more (None: no bound):
+        `max_ongoing_requests` on each of the most replicas, plus `max_queued_requests` waiting."""
+        if self.max_queued_requests < 0:
+            return None
+        replicas = (int(self.autoscaling_config.get("max_replicas", 1)) if self.autoscaling_config is not None
+                    else (1 if self.num_replicas is None else self.num_replicas))
+        return self.max_ongoing_requests * max(replicas, 1) + self.max_queued_requests
+
     def serve_options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options()`."""
         options: dict[str, Any] = {
@@ -186,6 +195,11 @@ class LimitsConfig(_Config):
     auto_truncate: bool = Field(
         default=True, description="Truncate over-long inputs when a request does not say; false answers 413."
     )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="Seconds the ingress waits for a request's whole body before answering 408 (the proxy edge, "
+        "deployments/http/edge.py, enforces its own, shorter deadline before a request reaches the ingress).",
+    )
 
 
 class IndexConfig(_Config):
@@ -237,8 +251,9 @@ class AppArgs(_Config):
     )
     ingress: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256,
-                                                  max_queued_requests=-1),
-        description="Ray Serve options of the HTTP ingress deployment.",
+                                                  max_queued_requests=64),
+        description="Ray Serve options of the HTTP ingress deployment. Keep max_queued_requests bounded: it is "
+        "what each proxy lets wait for an ingress slot before it answers 429 at once.",
     )
     health_timeout_s: float = Field(
         default=5.0, gt=0,

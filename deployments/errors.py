@@ -6,8 +6,11 @@ __all__ = [
     "APIError",
     "InvalidRequest",
     "MalformedRequest",
+    "MalformedHTTP",
     "AuthenticationFailed",
     "RequestTooLarge",
+    "RequestTimeout",
+    "ReservedHeader",
     "UnknownModel",
     "ServiceUnavailable",
     "TokenIdsRefused",
@@ -42,12 +45,24 @@ class MalformedRequest(APIError):
     """A body that is not JSON."""
 
 
+class MalformedHTTP(MalformedRequest):
+    """Bytes that are not an HTTP/1.1 request (answered by the edge, before any route)."""
+
+
 class AuthenticationFailed(APIError):
     """No API key, or not one of the configured keys."""
 
 
 class RequestTooLarge(APIError):
     """More inputs or bytes than the configured limits."""
+
+
+class RequestTimeout(APIError):
+    """The request (its head or its body) did not arrive in time."""
+
+
+class ReservedHeader(APIError):
+    """The request carries a header the serving system reads as an instruction (Ray Serve's control headers)."""
 
 
 class UnknownModel(APIError):

@@ -68,6 +68,14 @@ class ServeApp:
         ray.shutdown()
 
 
+EDGE_ENVIRONMENT = {
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "deployments.http.edge:proxy_middlewares",
+    "QWEN3_SEARCH_HEADER_TIMEOUT_S": "2",
+    "QWEN3_SEARCH_BODY_TIMEOUT_S": "3",
+    "QWEN3_SEARCH_MAX_IN_FLIGHT": "32",  # the ingress's max_ongoing_requests below
+}
+
+
 def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any]:
     small = {"ray_actor_options": {"num_cpus": 0.5}, "health_check_period_s": 1.0, "health_check_timeout_s": 10.0}
     return {
@@ -89,7 +97,8 @@ def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any
         "index": {"storage_path": str(storage), "shards": 2, "hnsw_threshold": 40,
                   "deployment": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1}},
         "pipeline": {**small, "max_ongoing_requests": 64, "max_queued_requests": -1},
-        "ingress": {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": -1},
+        # A bounded queue at the proxy, as in serve_config.yaml: a burst beyond it is 429 at once.
+        "ingress": {"ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 32, "max_queued_requests": 64},
         # Short, so that a killed replica shows as 503 before its replacement (seconds here) is up.
         "health_timeout_s": 2.0,
     }
@@ -106,6 +115,9 @@ def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key:
         "all-MiniLM-L6-v2": minilm_dir,
     }
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "QWEN3_SEARCH_API_KEYS": api_key + ",test-key-2"}
+    # The edge in every proxy (as the Dockerfile sets it), with deadlines short enough for the fault tests:
+    # Ray's processes inherit this environment from the driver that starts them.
+    os.environ.update(EDGE_ENVIRONMENT)
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=bool(os.environ.get("TEST_RAY_LOGS")),
              runtime_env={"env_vars": env})
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -1,15 +1,18 @@
 """Collections, documents and search: the retrieval pipeline's wire types."""
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ._base import StrictRequest, WireModel
+from ._checks import MAX_JSON_DEPTH, MAX_METADATA_BYTES, check_json_value, text_problem
 
 __all__ = [
     "COLLECTION_NAME_PATTERN",
     "IndexType",
+    "Metadata",
     "MetadataFilter",
     "CreateCollectionRequest",
     "Collection",
@@ -30,9 +33,26 @@ __all__ = [
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = re.compile(COLLECTION_NAME_PATTERN)
 IndexType = Literal["auto", "exact", "hnsw"]
-MetadataFilter = dict[str, Any]
+
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    return check_json_value(value, what="metadata", max_bytes=MAX_METADATA_BYTES)
+
+
+def _filter(value: dict[str, Any]) -> dict[str, Any]:
+    return check_json_value(value, what="filter", stored=False)
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+"""A document's metadata: a JSON object of null, booleans, integers within 64 bits, finite floats,
+strings of valid Unicode without NUL, lists and objects; at most MAX_JSON_DEPTH (16) levels deep and
+MAX_METADATA_BYTES (64 KiB) as JSON. Anything else is refused (422) before it is stored, so a stored
+document can always be sent back."""
+
+MetadataFilter = Annotated[dict[str, Any], AfterValidator(_filter)]
 """`{"key": value}` keeps documents whose metadata[key] equals value; `{"key": {"$in": [a, b]}}` any of
-the values; several keys must all match."""
+the values; several keys must all match. Values follow the metadata rules."""
 
 
 class CreateCollectionRequest(StrictRequest):
@@ -71,7 +91,10 @@ class Document(StrictRequest):
 
     id: str | None = Field(default=None, min_length=1, max_length=256, description="Your id; a UUID if omitted.")
     text: str = Field(description="The text that is embedded, searched and returned.")
-    metadata: dict[str, Any] | None = Field(default=None, description="Any JSON object; filterable by key.")
+    metadata: Metadata | None = Field(
+        default=None, description=f"A JSON object, filterable by key: JSON scalars (integers within 64 bits, finite "
+        f"numbers, text without NUL), lists and objects, at most {MAX_JSON_DEPTH} levels and {MAX_METADATA_BYTES} "
+        "bytes.")
 
     @field_validator("text")
     @classmethod
@@ -80,9 +103,35 @@ class Document(StrictRequest):
             raise ValueError("text must not be empty or whitespace only")
         return value
 
+    @field_validator("id", "text")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        problem = None if value is None else text_problem(value, stored=True)
+        if problem:
+            raise PydanticCustomError("text_invalid", f"text {problem}")
+        return value
+
 
 class UpsertRequest(StrictRequest):
-    documents: list[Document] = Field(min_length=1, description="Documents to insert or replace (by id).")
+    documents: list[Document] = Field(min_length=1, description="Documents to insert or replace (by id); each id "
+                                      "at most once per request.")
+
+    @field_validator("documents")
+    @classmethod
+    def _ids_once(cls, documents: list[Document]) -> list[Document]:
+        # One upload writes each document once: with an id twice, which text wins would be an accident of
+        # order (and, over shards, of timing); refused before anything is embedded or stored.
+        seen: dict[str, int] = {}
+        for position, document in enumerate(documents):
+            if document.id is None:
+                continue
+            first = seen.setdefault(document.id, position)
+            if first != position:
+                raise PydanticCustomError(
+                    "duplicate_id", "document id {id} appears more than once in this upload (documents {first} "
+                    "and {position}); send each id once",
+                    {"id": repr(document.id), "first": first, "position": position})
+        return documents
 
 
 class UpsertResponse(WireModel):

@@ -67,6 +67,7 @@ class Limits(WireModel):
     max_top_n: int = 1000
     max_queries_per_search: int = 64
     auto_truncate: bool = Field(description="Whether over-long inputs are truncated when a request does not say.")
+    body_timeout_s: float = Field(default=60.0, description="Seconds a request body may take to arrive (then 408).")
 
 
 class InfoResponse(WireModel):

@@ -18,8 +18,11 @@ from ..errors import (
     APIError,
     AuthenticationFailed,
     InvalidRequest,
+    MalformedHTTP,
     MalformedRequest,
+    RequestTimeout,
     RequestTooLarge,
+    ReservedHeader,
     ServiceUnavailable,
     TokenIdsRefused,
     UnknownModel,
@@ -56,19 +59,24 @@ class ErrorMapping:
     type: str
     code: str
     retry_after_s: float | None = None
+    close: bool = False
+    """Close the connection after the answer: the rest of the request body was not read."""
 
 
 # Most specific first: the first row whose type matches wins.
 ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
+    (MalformedHTTP, ErrorMapping(400, "invalid_request_error", "invalid_http", close=True)),
     (MalformedRequest, ErrorMapping(400, "invalid_request_error", "invalid_json")),
+    (ReservedHeader, ErrorMapping(400, "invalid_request_error", "reserved_header")),
     (AuthenticationFailed, ErrorMapping(401, "authentication_error", "invalid_api_key")),
     (RouteNotFound, ErrorMapping(404, "not_found_error", "route_not_found")),
     (UnknownModel, ErrorMapping(404, "not_found_error", "model_not_found")),
     (CollectionNotFound, ErrorMapping(404, "not_found_error", "collection_not_found")),
     (DocumentNotFound, ErrorMapping(404, "not_found_error", "document_not_found")),
     (MethodNotAllowed, ErrorMapping(405, "invalid_request_error", "method_not_allowed")),
+    (RequestTimeout, ErrorMapping(408, "timeout_error", "request_timeout", close=True)),
     (CollectionConflict, ErrorMapping(409, "conflict_error", "collection_conflict")),
-    (RequestTooLarge, ErrorMapping(413, "invalid_request_error", "request_too_large")),
+    (RequestTooLarge, ErrorMapping(413, "invalid_request_error", "request_too_large", close=True)),
     (InputTooLongError, ErrorMapping(413, "invalid_request_error", "input_too_long")),
     (InvalidInputError, ErrorMapping(422, "invalid_request_error", "invalid_input")),
     (TokenIdsRefused, ErrorMapping(422, "invalid_request_error", "token_ids_not_accepted")),
@@ -134,8 +142,14 @@ def error_body(exc: BaseException, request_id: str | None = None) -> tuple[Error
         message, param = f"internal error; quote request id {request_id} when reporting it", None
     else:
         message, param = _message(exc)
-    return mapping, ErrorResponse(error=ErrorDetail(message=message, type=mapping.type, param=param,
+    return mapping, ErrorResponse(error=ErrorDetail(message=_printable(message), type=mapping.type,
+                                                    param=None if param is None else _printable(param),
                                                     code=mapping.code))
+
+
+def _printable(text: str) -> str:
+    """Text any JSON encoder writes: a lone surrogate (from a client's input) is spelled as an escape."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_response_bytes(exc: BaseException, request_id: str | None = None
@@ -150,6 +164,8 @@ def error_response_bytes(exc: BaseException, request_id: str | None = None
         headers.append((b"retry-after", str(max(1, round(mapping.retry_after_s))).encode()))
     if mapping.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="qwen3-search"'))
+    if mapping.close:
+        headers.append((b"connection", b"close"))
     return mapping.status, headers, payload
 
 

@@ -1,7 +1,14 @@
-"""APIMiddleware: request ids, authentication, body-size limit, timing headers, metrics and the
-error envelope, as one pure ASGI middleware (no per-request task or body copy, unlike
-BaseHTTPMiddleware)."""
+"""APIMiddleware: request ids, authentication, reserved headers, the body (in full, within its size
+limit and deadline), timing headers, metrics and the error envelope, as one pure ASGI middleware
+(no per-request task, unlike BaseHTTPMiddleware).
 
+The body is read here, before any route runs: a body over the limit is refused (413) as soon as
+the limit is passed, whether or not it declared a Content-Length, and a body that trickles in is
+cut (408) instead of holding this replica's slot. The edge in Ray Serve's proxy (`edge.py`) does
+the same before the request reaches this replica at all; this is the bound that holds without it.
+"""
+
+import asyncio
 import hmac
 import re
 import time
@@ -9,11 +16,15 @@ import uuid
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from ..errors import AuthenticationFailed, RequestTooLarge
+from ..errors import AuthenticationFailed, MalformedRequest, RequestTimeout, RequestTooLarge, ReservedHeader
 from .errors import error_response_bytes
 from .service import ModelService
 
-__all__ = ["APIMiddleware", "OPEN_PATHS", "OPEN_PREFIXES", "key_matches"]
+__all__ = ["APIMiddleware", "OPEN_PATHS", "OPEN_PREFIXES", "REFUSED_HEADERS", "key_matches"]
+
+REFUSED_HEADERS = ("x-request-timeout-seconds", "x-request-disconnect-disabled")
+"""Ray Serve's proxy obeys these (no timeout; work continues after the client left) before the request
+reaches the ingress; if one got this far, the edge did not strip it, and the request is refused at once."""
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 OPEN_PREFIXES = ("/docs/assets/",)
@@ -33,6 +44,29 @@ def key_matches(token: str, keys: frozenset[str]) -> bool:
 def _token(headers: dict[str, str]) -> str:
     auth = headers.get("authorization", "")
     return auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+
+
+async def read_body(receive: Callable, limit: int, timeout_s: float) -> bytes:
+    """The whole request body: RequestTooLarge as soon as it passes `limit` bytes (nothing more is read),
+    RequestTimeout when it is not complete within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+        if message["type"] == "http.disconnect":
+            raise RequestTimeout("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise RequestTooLarge(f"request body is larger than the limit of {limit} bytes")
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class APIMiddleware:
@@ -72,6 +106,10 @@ class APIMiddleware:
             await send(message)
 
         try:
+            for name in REFUSED_HEADERS:
+                if name in headers:
+                    raise ReservedHeader(f"the {name} header is reserved for the serving system; drop it",
+                                         param=name)
             service = self.service()
             keys = service.api_keys()
             path = scope.get("path", "")
@@ -82,20 +120,23 @@ class APIMiddleware:
                 if not key_matches(_token(headers), keys):
                     raise AuthenticationFailed("missing or invalid API key; send 'Authorization: Bearer <key>' "
                                                "or 'x-api-key: <key>'")
-            limit = service.limits.max_request_bytes
-            if int(headers.get("content-length") or 0) > limit:
-                raise RequestTooLarge(f"request body is larger than the limit of {limit} bytes")
-            received = 0
+            limits = service.limits
+            declared = headers.get("content-length", "")
+            if declared and not declared.isdigit():
+                raise MalformedRequest("the Content-Length header is not a number")
+            if declared and int(declared) > limits.max_request_bytes:
+                raise RequestTooLarge(f"request body is larger than the limit of {limits.max_request_bytes} bytes")
+            body = await read_body(receive, limits.max_request_bytes, limits.body_timeout_s)
+            replayed = False
 
-            async def limited_receive() -> MutableMapping[str, Any]:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise RequestTooLarge(f"request body is larger than the limit of {limit} bytes")
-                return message
+            async def replay() -> MutableMapping[str, Any]:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()  # later calls wait for the client to go away
 
-            await self.app(scope, limited_receive, send_with_headers)
+            await self.app(scope, replay, send_with_headers)
         except Exception as exc:  # noqa: BLE001 - every error leaves as the envelope
             if status_holder["started"]:
                 raise

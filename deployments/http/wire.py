@@ -1,5 +1,6 @@
 """Shared helpers of the dialect routers: services from the app, limits, ranking, rendering."""
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,19 @@ class JSONBody(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        except (TypeError, orjson.JSONEncodeError):
+            # What orjson refuses and the wire types no longer accept, but a store written by an older
+            # version may hold (an integer beyond 64 bits, a lone surrogate): written the slow way, as
+            # JSON escapes, so such a document can still be read (and deleted) instead of failing with 500.
+            return json.dumps(content, default=_plain, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def respond(body: BaseModel | Sequence[BaseModel], *, status_code: int = 200, omit_none: bool = False) -> JSONBody:

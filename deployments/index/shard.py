@@ -24,6 +24,7 @@ from ..jobs import Refusal
 from .errors import CollectionConflict, CollectionNotFound, DocumentNotFound
 from .filters import MetadataIndex, parse_filter
 from .store import CollectionRecord, DocumentStore
+from .validation import reject_duplicate_ids
 from .vectors import VectorSet
 
 __all__ = ["IndexShard", "shard_path"]
@@ -118,15 +119,25 @@ class IndexShard:
                 ) -> int:
         name = record["name"]
         collection = self._collections.get(name)
-        if collection is None:  # first document of this collection on this shard
-            self._create(name, record["model"], record["dimensions"], record["index"])
-            collection = self._collections[name]
-        elif collection.record.dimensions != record["dimensions"] or collection.record.model != record["model"]:
+        if collection is None:
+            # Never created here: a collection absent from this shard was deleted (a delete is final, so an
+            # upload still in flight must not bring it back), or its creation did not finish on every shard.
+            raise CollectionNotFound(
+                f"collection {name!r} does not exist: it was deleted while this upload was in flight (if it is "
+                "still listed, its creation did not complete on every shard: create it again, then upload)",
+                param="name")
+        if collection.record.dimensions != record["dimensions"] or collection.record.model != record["model"]:
             raise CollectionConflict(f"collection {name!r} changed while writing; retry", param="name")
+        reject_duplicate_ids(d[0] for d in documents)  # one row per id, so one label per vector below
         labels = self.store.upsert(name, documents)  # durable before anything else changes
-        collection.vectors.upsert(np.asarray(labels, dtype=np.int64), np.stack([d[3] for d in documents]))
-        for label, document in zip(labels, documents, strict=True):
-            collection.metadata.add(label, document[2])
+        try:
+            collection.vectors.upsert(np.asarray(labels, dtype=np.int64), np.stack([d[3] for d in documents]))
+            for label, document in zip(labels, documents, strict=True):
+                collection.metadata.add(label, document[2])
+        except Exception:
+            # The store committed; memory must not disagree with it (a filter missing rows): rebuild it.
+            self._load(collection.record)
+            raise
         return len(labels)
 
     async def upsert(self, record: dict[str, Any], documents: list[tuple[str, str, dict[str, Any] | None, np.ndarray]]

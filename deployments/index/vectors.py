@@ -67,6 +67,10 @@ class VectorSet:
     def upsert(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(labels), self.dimensions)
+        if len(np.unique(labels)) != len(labels):  # the last vector of a label wins (HNSW refuses repeats)
+            _, last_from_end = np.unique(labels[::-1], return_index=True)
+            keep = np.sort(len(labels) - 1 - last_from_end)
+            labels, vectors = labels[keep], vectors[keep]
         replaced = [int(label) for label in labels if int(label) in self._row]
         self._reserve(self._count + len(labels))
         for label, vector in zip(labels.tolist(), vectors, strict=True):

@@ -2,6 +2,7 @@
 that reaches the model deployments and the search pipeline through `DeploymentHandle`s."""
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from ..jobs import (
 __all__ = ["APIIngress", "HandleModelService", "HandleSearchService", "read_api_keys"]
 
 _KEY_REFRESH_S = 10.0
+_EDGE = "deployments.http.edge:proxy_middlewares"
+logger = logging.getLogger(__name__)
 
 
 def read_api_keys(env_name: str, file_env_name: str, environ: dict[str, str] | None = None
@@ -123,6 +126,7 @@ class HandleModelService:
         self._keys, self.key_problem = read_api_keys(api_keys_env, api_keys_file_env)
         self._keys_read_at = time.monotonic()
         self._described: dict[str, dict[str, Any]] = {}
+        self._in_flight: dict[str, int] = {}
         self.health_timeout_s = health_timeout_s
 
     def api_keys(self) -> frozenset[str] | None:
@@ -136,12 +140,21 @@ class HandleModelService:
         return resolve_entry(self.entries, kind, name)
 
     async def _model_call(self, entry: ModelEntry, method: str, job: EmbedJob | RerankJob) -> Any:
+        in_flight = self._in_flight.get(entry.name, 0)
+        if entry.admits is not None and in_flight >= entry.admits:
+            # What Ray would answer after routing (BackPressureError), answered before any of it: under a
+            # burst that is the difference between a 429 in milliseconds and one in seconds.
+            raise QueueFullError(f"model {entry.name!r} is at capacity ({in_flight} requests in flight from this "
+                                 f"ingress, the most it admits is {entry.admits}); retry later",
+                                 retry_after_s=entry.retry_after_s)
+        self._in_flight[entry.name] = in_flight + 1
         gauge = self.metrics.in_flight.labels(entry.name)
         gauge.inc()
         try:
             outcome = await _call(entry.handle, method, job, what=f"model {entry.name!r}")
         finally:
             gauge.dec()
+            self._in_flight[entry.name] -= 1
         self.metrics.record_model_call(entry.name, entry.kind, job.count, outcome.timings.tokens,
                                        outcome.timings.queue_s, outcome.timings.inference_s, outcome.report)
         return outcome
@@ -190,6 +203,10 @@ class APIIngress:
 
     def __init__(self, **service_args: Any) -> None:
         self.service = HandleModelService(**service_args)
+        if os.environ.get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") != _EDGE:
+            logger.warning("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH is not %s in this node's environment: "
+                           "Serve's proxy then passes slow request bodies on to this ingress and obeys clients' "
+                           "control headers (see docs/deployment.md, 'The edge')", _EDGE)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica after __init__, so the routes reach this replica's service.

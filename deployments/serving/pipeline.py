@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import numpy as np
+from ray.serve.exceptions import BackPressureError
 
 from ..catalog import ModelEntry, resolve_entry
 from ..engine.errors import EngineError
@@ -25,6 +26,7 @@ from ..errors import APIError
 from ..index.base import CollectionIndex, CollectionInfo, DocumentWrite
 from ..index.errors import InvalidIndexRequest
 from ..index.filters import parse_filter
+from ..index.validation import reject_duplicate_ids
 from ..jobs import (
     EmbedJob,
     EmbedOutcome,
@@ -65,6 +67,9 @@ class SearchPipeline:
             return await work
         except (EngineError, APIError, QueueFullError) as exc:
             return Refusal(exc)
+        except BackPressureError as exc:  # this replica's handle to a model deployment is full
+            return Refusal(QueueFullError(f"the search pipeline's models are at capacity ({exc.message}); "
+                                          "retry later", retry_after_s=exc.retry_after_s or 1.0))
 
     # ----- helpers -----
     async def _describe(self, entry: ModelEntry) -> dict[str, Any]:
@@ -123,8 +128,9 @@ class SearchPipeline:
 
     async def _upsert(self, name: str, documents: list[tuple[str | None, str, dict | None]], truncate: bool
                       ) -> list[str]:
-        record = await self.index.get_collection(name)
         ids = [doc_id or uuid.uuid4().hex for doc_id, _, _ in documents]
+        reject_duplicate_ids(ids)  # on every backend, before anything is embedded or stored
+        record = await self.index.get_collection(name)
         vectors, _, _, _ = await self._embed(record.model, [text for _, text, _ in documents],
                                              dimensions=record.dimensions, query=False, truncate=truncate)
         await self.index.upsert(record, [DocumentWrite(doc_id, text, metadata, vector) for doc_id, (_, text, metadata),

@@ -3,6 +3,8 @@
 Documents go to shard `blake2b(id) % shards`; shard 0 holds the authoritative collection
 record (created first, deleted last). With one shard an upload is all or nothing; with
 several, each shard's share is, and a retry (idempotent by id) completes an interrupted one.
+A collection exists on every shard from its creation; a shard never creates one during an
+upload, so a delete that lands while an upload is in flight stays final (the upload gets 404).
 """
 
 import asyncio
@@ -10,6 +12,7 @@ import hashlib
 from typing import Any
 
 from ..index.base import CollectionInfo, DocumentWrite, Hit
+from ..index.validation import reject_duplicate_ids
 from ..jobs import Refusal, unwrap
 
 __all__ = ["ShardedIndex", "shard_of"]
@@ -78,6 +81,7 @@ class ShardedIndex:
         unwrap(await self.shards[0].delete_collection.remote(name))  # the catalog entry goes last
 
     async def upsert(self, collection: CollectionInfo, documents: list[DocumentWrite]) -> int:
+        reject_duplicate_ids(d.id for d in documents)  # before any shard writes
         by_shard: dict[int, list[tuple[str, str, Any, Any]]] = {}
         for doc in documents:
             by_shard.setdefault(shard_of(doc.id, len(self.shards)), []).append(

@@ -60,7 +60,8 @@ def test_info_lists_models_dimensions_and_limits(http, serve_app):
     assert models["tiny-reranker"]["default_instruction"] == DEFAULT_INSTRUCTION
     assert body["limits"] == {"max_inputs_per_request": 64, "max_documents_per_request": 50,
                               "max_request_bytes": 1 << 20, "max_documents_per_upsert": 200, "max_top_k": 200,
-                              "max_top_n": 50, "max_queries_per_search": 64, "auto_truncate": True}
+                              "max_top_n": 50, "max_queries_per_search": 64, "auto_truncate": True,
+                              "body_timeout_s": 60.0}
     assert re.match(r"^\d+\.\d+\.\d+", body["version"])
     listed = {m["id"] for m in http.get("/v1/models").json()["data"]}
     assert listed == set(models)

@@ -10,7 +10,7 @@ from clients.types.rerank import CohereRerankMeta, CohereRerankResult, RerankDoc
 
 from ...engine.vectors import quantize
 from ...jobs import EmbedJob
-from ..wire import JSONBody, model_service, rank_documents, ranked, respond, run_embed, split_input
+from ..wire import JSONBody, model_service, rank_documents, ranked, respond, run_embed, split_input, truncation
 
 router = APIRouter()
 
@@ -22,8 +22,11 @@ _QUERY_TYPES = frozenset({"search_query"})
 @router.post("/v2/rerank", response_model=CohereRerankResponse, tags=["rerank"], summary="Cohere v2 rerank")
 async def cohere_rerank(body: CohereRerankRequest, request: Request) -> Response:
     documents = body.document_texts()
+    # Cohere cuts each document to `max_tokens_per_doc` when asked; a prompt still longer than the model's
+    # limit follows the server's `auto_truncate` (false: 413), as on every other route.
     _, scores, tokens = await rank_documents(request, body.model, body.query, documents,
-                                             instruction=body.instruction, truncate=True,
+                                             instruction=body.instruction,
+                                             truncate=truncation(model_service(request).limits, None),
                                              max_tokens_per_document=body.max_tokens_per_doc)
     results = [CohereRerankResult(index=i, relevance_score=float(scores[i]),
                                   document=RerankDocumentText(text=documents[i]) if body.return_documents else None)
