@@ -35,6 +35,8 @@ LAYERS: dict[str, list[str]] = {
     "overlays/cpu": ["base", "overlays/cpu"],
     "overlays/gpu": ["base", "overlays/gpu"],
     "overlays/gpu-8b": ["base", "overlays/gpu", "overlays/gpu-8b"],
+    "overlays/cpu-postgres": ["base", "overlays/cpu", "components/postgres"],
+    "overlays/gpu-postgres": ["base", "overlays/gpu", "components/postgres"],
 }
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import CollectionConflict, CollectionNotFound, StorageLayoutError
 
-__all__ = ["CollectionRecord", "StoredRow", "DocumentStore"]
+__all__ = ["CollectionRecord", "StoredRow", "StoredDocument", "DocumentStore", "read_layout"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layout (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +55,14 @@ class CollectionRecord:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "dimensions": self.dimensions, "index": self.index_type,
                 "created_at": self.created_at}
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    text: str
+    metadata: dict[str, Any] | None
+    vector: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,40 @@ class DocumentStore:
                 labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
                 vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dimensions)
                 yield labels, vectors.astype(np.float32, copy=False), [_metadata(r[2]) for r in rows]
+
+
+    def documents(self, collection: str, dimensions: int, batch: int = 1000) -> Iterator[list[StoredDocument]]:
+        """Every document of a collection with its vector, in rowid order and batches (for copying a store).
+
+        Each batch is read under the lock on its own (keyset pagination), so the caller may use the
+        store between batches; documents written meanwhile behind the cursor are not revisited.
+        """
+        after = -1
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT rowid, id, text, metadata, vector FROM documents WHERE collection=? AND rowid>? "
+                    "ORDER BY rowid LIMIT ?", (collection, after, batch)).fetchall()
+            if not rows:
+                return
+            after = int(rows[-1][0])
+            yield [StoredDocument(id=r[1], text=r[2], metadata=_metadata(r[3]),
+                                  vector=np.frombuffer(r[4], dtype="<f4").astype(np.float32).reshape(dimensions))
+                   for r in rows]
+
+
+def read_layout(path: Path) -> tuple[int, int]:
+    """(shard, shards) a store file was written for, read without opening it for writing."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = dict(db.execute("SELECT key, value FROM layout").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise StorageLayoutError(f"{path} is not an index shard file ({exc})") from exc
+    finally:
+        db.close()
+    if "shard" not in found or "shards" not in found:
+        raise StorageLayoutError(f"{path} has no shard layout")
+    return int(found["shard"]), int(found["shards"])
 
 
 class _Transaction:

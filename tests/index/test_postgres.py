@@ -1,0 +1,454 @@
+"""PostgresIndex beyond the shared contract: configuration, setup, index layout, outages and crashes.
+
+Runs against a real PostgreSQL 18 + pgvector 0.8 server (tests/index/pg_server.py); the tests
+that kill or stop the server start one of their own.
+"""
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+
+from deployments.index.base import DocumentWrite
+from deployments.index.errors import (
+    CollectionNotFound,
+    InvalidIndexRequest,
+    StorageSetupError,
+    StorageUnavailable,
+)
+from deployments.index.postgres import PostgresIndex, _RolledBack, filter_sql
+from deployments.index.postgres_config import PostgresConfig, dsn_has_password
+
+from .conftest import unique_schema
+from .pg_server import PgServer, _free_port
+from .test_collection_index import clustered, exact_top, unit
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def make_index(dsn: str, **settings: Any) -> PostgresIndex:
+    return PostgresIndex(PostgresConfig(dsn=dsn, **{"schema_name": unique_schema(), "connect_timeout_s": 2,
+                                                    **settings}), environ={})
+
+
+def docs(vectors: np.ndarray, prefix: str = "d", metadata: Any = None) -> list[DocumentWrite]:
+    return [DocumentWrite(f"{prefix}{i}", f"text {prefix}{i}", metadata(i) if metadata else None, v)
+            for i, v in enumerate(vectors)]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+async def test_config_keeps_passwords_out_and_documents_every_field(tmp_path: Path) -> None:
+    for dsn in ("postgresql://app:secret@db/app", "host=db password=secret", "postgresql://db/app?password=x"):
+        assert dsn_has_password(dsn)
+        with pytest.raises(ValidationError, match="carries a password"):
+            PostgresConfig(dsn=dsn)
+        with pytest.raises(ValidationError, match="carries a password"):
+            PostgresConfig(read_dsn=dsn)
+    assert not dsn_has_password("postgresql://app@db:5432/app?sslmode=require")
+    with pytest.raises(ValidationError, match="extra"):
+        PostgresConfig(hnsw_ef=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="schema_name"):
+        PostgresConfig(schema_name="Robert'); DROP TABLE students;--")
+    with pytest.raises(ValidationError, match="pool_min_size"):
+        PostgresConfig(pool_min_size=9, pool_max_size=2)
+    assert all(field.description for field in PostgresConfig.model_fields.values())
+
+    # environment overrides (an environment DSN may carry a password: it is a secret channel)
+    config = PostgresConfig().with_environment({"QWEN3_SEARCH_POSTGRES_DSN": "postgresql://u:pw@rw/app",
+                                                "QWEN3_SEARCH_POSTGRES_READ_DSN": "postgresql://ro/app"})
+    assert (config.dsn, config.read_dsn) == ("postgresql://u:pw@rw/app", "postgresql://ro/app")
+    assert PostgresConfig().with_environment({}).dsn == PostgresConfig().dsn
+
+    # password: the variable first, then the file, read again at each connection (rotation)
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    config = PostgresConfig(password_env="PGPW", password_file=str(secret))
+    assert config.password({"PGPW": "from-env"}) == "from-env"
+    assert config.password({}) == "from-file"
+    index = PostgresIndex(config, environ={})
+    assert index._connect_kwargs()["password"] == "from-file"
+    secret.write_text("rotated")
+    assert index._connect_kwargs()["password"] == "rotated"
+    assert "password" not in PostgresIndex(PostgresConfig(password_env=None), environ={})._connect_kwargs()
+
+
+async def test_database_errors_become_typed_index_errors() -> None:
+    index = PostgresIndex(PostgresConfig(), environ={})
+    cases = [
+        (PoolTimeout("couldn't get a connection after 5.00 sec"), StorageUnavailable, "no connection within"),
+        (psycopg.OperationalError("connection refused"), StorageUnavailable, "unavailable"),
+        (pg_errors.AdminShutdown("terminating connection due to administrator command"), StorageUnavailable, None),
+        (pg_errors.CannotConnectNow("the database system is starting up"), StorageUnavailable, None),
+        (pg_errors.QueryCanceled("canceling statement due to statement timeout"), StorageUnavailable,
+         "statement_timeout"),
+        (pg_errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), StorageUnavailable,
+         "read-only"),
+        (pg_errors.DeadlockDetected("deadlock detected"), _RolledBack, "retry"),
+        (pg_errors.InsufficientPrivilege("permission denied for table x"), StorageSetupError, "privilege"),
+        (psycopg.InterfaceError("the connection is closed"), StorageUnavailable, None),
+    ]
+    for raised, expected, words in cases:
+        with pytest.raises(expected, match=words), index._translate("postgresql://db.internal:5432/app"):
+            raise raised
+    with pytest.raises(ZeroDivisionError), index._translate("postgresql://db/app"):  # a bug stays a bug
+        raise ZeroDivisionError
+    with pytest.raises(StorageUnavailable, match="db.internal:5432/app"), index._translate(
+            "postgresql://u@db.internal:5432/app"):
+        raise psycopg.OperationalError("boom")
+
+
+async def test_filter_sql_uses_containment_for_scalars_and_lists() -> None:
+    from deployments.index.filters import parse_filter
+
+    condition, params = filter_sql(parse_filter({"lang": "en", "year": {"$in": [2024, 2023.0]}}))
+    text = condition.as_string(None)
+    assert text.count("metadata @>") == 6 and " AND " in text
+    assert [p.obj for p in params.values() if "lang" in p.obj] == [{"lang": "en"}, {"lang": ["en"]}]
+    assert {"year": [2023]} in [p.obj for p in params.values()]  # 2023.0 compares as 2023
+
+
+# ---------------------------------------------------------------- setup
+
+
+async def test_setup_creates_extension_and_schema_or_says_what_is_missing(pg_server: PgServer) -> None:
+    tag = unique_schema()
+    owner, reader = f"{tag}_owner", f"{tag}_reader"
+    pg_server.psql(f"CREATE ROLE {owner} LOGIN; CREATE ROLE {reader} LOGIN")
+    pg_server.psql(f"CREATE DATABASE {tag} OWNER {owner}")
+
+    # the database owner is not a superuser: pgvector is not a trusted extension
+    index = make_index(pg_server.dsn_for(tag, owner))
+    with pytest.raises(StorageSetupError, match=rf"`vector` extension is not created in database '{tag}'.*"
+                       rf"user '{owner}' may not create it.*CREATE EXTENSION vector;"):
+        await index.list_collections()
+    assert (await index.health())["postgres"].startswith("unavailable: the `vector` extension is not created")
+
+    pg_server.psql("CREATE EXTENSION vector", database=tag)  # what an operator (or CNPG's bootstrap SQL) does
+    assert await index.list_collections() == []  # the owner may create its schema: setup completes
+    await index.close()
+
+    # a user without CREATE on the database is told which GRANT it needs
+    stranger = make_index(pg_server.dsn_for(tag, reader))
+    with pytest.raises(StorageSetupError, match=rf"user '{reader}' may not create schema .*GRANT CREATE ON DATABASE "
+                                                rf"{tag} TO {reader}"):
+        await stranger.list_collections()
+    await stranger.close()
+
+    # a second replica finds everything in place; a schema of another layout version is refused
+    index = make_index(pg_server.dsn_for(tag, owner), schema_name=index.config.schema_name)
+    assert await index.list_collections() == []
+    await index.close()
+    pg_server.psql(f"UPDATE {index.config.schema_name}.meta SET value = '99' WHERE key = 'schema_version'",
+                   database=tag)
+    with pytest.raises(StorageSetupError, match="layout version 99"):
+        await make_index(pg_server.dsn_for(tag, owner), schema_name=index.config.schema_name).list_collections()
+
+
+async def test_concurrent_first_starts_set_up_once(pg_server: PgServer) -> None:
+    schema = unique_schema()
+    replicas = [make_index(pg_server.dsn, schema_name=schema) for _ in range(4)]
+    await asyncio.gather(*(r.create_collection(f"c{i}", "m", 8, "auto") for i, r in enumerate(replicas)))
+    assert [c.name for c in await replicas[0].list_collections()] == ["c0", "c1", "c2", "c3"]
+    for replica in replicas:
+        await replica.close()
+
+
+# ---------------------------------------------------------------- index layout and search plans
+
+
+def _indexes(server: PgServer, schema: str) -> str:
+    return server.psql(f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY indexname")
+
+
+@pytest.mark.parametrize(("dimensions", "opclass", "rescored"), [
+    (1024, "vector_ip_ops", False),
+    (2560, "halfvec_ip_ops", True),  # Qwen3-Embedding-4B
+    (4096, "halfvec_cosine_ops", True),  # Qwen3-Embedding-8B: Matryoshka-truncated index
+])
+async def test_hnsw_index_by_width_with_exact_rescoring(pg_server: PgServer, dimensions: int, opclass: str,
+                                                         rescored: bool) -> None:
+    index = make_index(pg_server.dsn, truncated_dimensions=1024)
+    info, _ = await index.create_collection("wide", "m", dimensions, "hnsw")
+    vectors = clustered(400, d=dimensions, seed=1, centres=8)
+    await index.upsert(info, docs(vectors))
+    definitions = _indexes(pg_server, index.config.schema_name)
+    assert "USING hnsw" in definitions and opclass in definitions and "jsonb_path_ops" in definitions
+    if dimensions > 4000:
+        assert "subvector(embedding, 1, 1024)" in definitions
+    queries = clustered(5, d=dimensions, seed=2, centres=8)
+    # The search orders by the very expression the index is built on, so the graph can answer it
+    # (on 400 rows the planner rightly prefers a scan; without one, it must take the index).
+    no_scan = {"enable_seqscan": "off"}
+    plan = await index.explain("wide", queries[0], 10, settings=no_scan)
+    assert "_hnsw" in plan and "Seq Scan" not in plan, plan
+    assert "_hnsw" not in await index.explain("wide", queries[0], 10, exact=True, settings=no_scan)
+    found = await index.search("wide", queries, 10, None, False)
+    exact = await index.search("wide", queries, 10, None, True)
+    recalls = []
+    for query, hits, exact_hits in zip(queries, found, exact, strict=True):
+        truth = exact_top(vectors, query, 10)
+        assert [h.id for h in exact_hits] == [f"d{i}" for i in truth]
+        for hit in hits:  # scores are exact float32 inner products, whichever index proposed them
+            assert hit.embedding_score == pytest.approx(float(vectors[int(hit.id[1:])] @ query), abs=2e-5)
+        recalls.append(len({h.id for h in hits} & {f"d{i}" for i in truth}) / 10)
+    assert np.mean(recalls) >= 0.9
+    await index.close()
+
+
+async def test_exact_collections_have_no_graph_and_auto_ones_do(pg_server: PgServer) -> None:
+    index = make_index(pg_server.dsn)
+    await index.create_collection("flat", "m", 8, "exact")
+    await index.create_collection("auto", "m", 8, "auto")
+    definitions = _indexes(pg_server, index.config.schema_name)
+    table_ids = pg_server.psql(f"SELECT name || '=' || id FROM {index.config.schema_name}.collections ORDER BY name")
+    ids = dict(line.split("=") for line in table_ids.splitlines())
+    assert f"docs_{ids['flat']}_hnsw" not in definitions and f"docs_{ids['auto']}_hnsw" in definitions
+    await index.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def shared_collection(pg_server: PgServer) -> Any:
+    """3000 clustered documents with an HNSW index, read by several tests (never written after)."""
+    index = make_index(pg_server.dsn)
+    info, _ = await index.create_collection("hard", "m", 32, "hnsw")
+    vectors = clustered(3000, d=32, seed=5)
+    batch = docs(vectors, metadata=lambda i: {"group": "rare" if i % 300 == 0 else "common"})
+    for start in range(0, len(batch), 1000):
+        await index.upsert(info, batch[start:start + 1000])
+    yield index.config.schema_name, vectors
+    await index.close()
+
+
+async def test_ef_search_trades_recall(pg_server: PgServer, shared_collection: Any) -> None:
+    schema, vectors = shared_collection
+    queries = clustered(30, d=32, seed=6)
+    truth = [set(exact_top(vectors, q, 10)) for q in queries]
+    recall = {}
+    for ef in (10, 400):
+        index = make_index(pg_server.dsn, schema_name=schema, ef_search=ef)
+        found = await index.search("hard", queries, 10, None, False)
+        recall[ef] = np.mean([len({int(h.id[1:]) for h in hits} & t) / 10
+                              for hits, t in zip(found, truth, strict=True)])
+        await index.close()
+    assert recall[400] >= 0.98 and recall[10] < recall[400], recall
+
+
+async def test_selective_filter_plan_and_result(pg_server: PgServer, shared_collection: Any) -> None:
+    schema, vectors = shared_collection
+    index = make_index(pg_server.dsn, schema_name=schema)
+    query = clustered(1, d=32, seed=9)[0]
+    hits = (await index.search("hard", query[None, :], 10, {"group": "rare"}, False))[0]
+    assert [int(h.id[1:]) for h in hits] == exact_top(vectors, query, 10, list(range(0, 3000, 300)))
+    assert "metadata @>" in await index.explain("hard", query, 10, {"group": "rare"})
+    assert "_hnsw" in await index.explain("hard", query, 10)  # 3000 rows: the planner takes the graph
+    await index.close()
+
+
+async def test_searches_go_to_the_read_endpoint(pg_server: PgServer, shared_collection: Any) -> None:
+    schema, vectors = shared_collection
+    read_only = pg_server.dsn + "?options=-c%20default_transaction_read_only%3Don"
+    index = make_index(pg_server.dsn, schema_name=schema, read_dsn=read_only)
+    query = clustered(1, d=32, seed=3)[0]
+    assert len((await index.search("hard", query[None, :], 5, None, False))[0]) == 5
+    assert index._read is not index._write and index._read.get_stats()["requests_num"] >= 1
+    assert set(await index.health()) == {"postgres", "postgres-read"}
+    await index.close()
+
+
+async def test_a_lagging_replica_falls_back_to_the_primary(pg_server: PgServer) -> None:
+    """A read endpoint that has not replayed a new collection's CREATE TABLE yet: the primary answers."""
+    lagging = unique_schema()
+    pg_server.psql(f"CREATE DATABASE {lagging}")
+    pg_server.psql("CREATE EXTENSION vector", database=lagging)
+    index = make_index(pg_server.dsn, read_dsn=pg_server.dsn_for(lagging))
+    info, _ = await index.create_collection("fresh", "m", 8, "auto")
+    await index.upsert(info, docs(unit(20, d=8)))
+    assert len((await index.search("fresh", unit(1, d=8, seed=1), 5, None, False))[0]) == 5
+    await index.close()
+
+
+# ---------------------------------------------------------------- writes
+
+
+async def test_refused_writes_name_the_document(pg_index: PostgresIndex) -> None:
+    info, _ = await pg_index.create_collection("docs", "m", 8, "auto")
+    good = unit(2, d=8)
+    bad_cases = [
+        (DocumentWrite("short", "t", None, unit(1, d=4)[0]), "4 dimensions"),
+        (DocumentWrite("nan", "t", None, np.full(8, np.nan, np.float32)), "NaN"),
+        (DocumentWrite("nul", "a\x00b", None, good[0]), "NUL"),
+        (DocumentWrite("meta", "t", {"k": "a\x00"}, good[0]), "NUL"),
+    ]
+    for document, words in bad_cases:
+        with pytest.raises(InvalidIndexRequest, match=words) as caught:
+            await pg_index.upsert(info, [DocumentWrite("ok", "t", None, good[1]), document])
+        assert document.id in caught.value.message and caught.value.index == 1
+    assert (await pg_index.get_collection("docs")).count == 0
+    with pytest.raises(InvalidIndexRequest, match="query vectors have 4 dimensions"):
+        await pg_index.search("docs", unit(1, d=4), 5, None, False)
+
+
+async def test_unicode_and_large_texts_round_trip(pg_index: PostgresIndex) -> None:
+    info, _ = await pg_index.create_collection("docs", "m", 8, "auto")
+    text = "東京 über naïve 🙂 " * 20000  # ~400 kB: TOASTed
+    metadata = {"lang": "ja", "nested": {"a": [1, 2.5, None, True]}, "emoji": "🙂"}
+    await pg_index.upsert(info, [DocumentWrite("big/ä?#", text, metadata, unit(1, d=8)[0])])
+    assert await pg_index.get_document("docs", "big/ä?#") == {"id": "big/ä?#", "text": text, "metadata": metadata}
+
+
+async def test_deleted_collections_leave_no_tables_behind(pg_server: PgServer) -> None:
+    index = make_index(pg_server.dsn)
+    schema = index.config.schema_name
+
+    async def flip(i: int) -> None:
+        for _ in range(5):
+            try:
+                if (i + _) % 2:
+                    await index.create_collection("flip", "m", 8, "auto")
+                else:
+                    await index.delete_collection("flip")
+            except CollectionNotFound:
+                pass
+
+    await asyncio.gather(*(flip(i) for i in range(6)))
+    ids = set(pg_server.psql(f"SELECT 'docs_' || id FROM {schema}.collections").split())
+    tables = set(pg_server.psql(f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' "
+                                "AND tablename LIKE 'docs\\_%'").split())
+    assert tables == ids and len(ids) <= 1
+    await index.close()
+
+
+async def test_an_upload_from_before_a_recreation_does_not_land_in_the_new_collection(pg_index: PostgresIndex
+                                                                                       ) -> None:
+    old, _ = await pg_index.create_collection("docs", "m", 8, "auto")
+    await pg_index.delete_collection("docs")
+    await pg_index.create_collection("docs", "m", 8, "auto")
+    with pytest.raises(CollectionNotFound, match="deleted .* while this upload was in flight"):
+        await pg_index.upsert(old, docs(unit(3, d=8)))
+    assert (await pg_index.get_collection("docs")).count == 0
+
+
+async def test_a_delete_waits_for_a_running_upload(pg_server: PgServer) -> None:
+    """The upload holds the catalog row; the delete waits for its COMMIT, then removes everything."""
+    index = make_index(pg_server.dsn, pool_max_size=4)
+    info, _ = await index.create_collection("docs", "m", 8, "auto")
+    schema = index.config.schema_name
+    locker = await psycopg.AsyncConnection.connect(pg_server.dsn, autocommit=True)
+    await locker.execute("BEGIN")
+    await locker.execute(f"SELECT 1 FROM {schema}.collections WHERE name = 'docs' FOR SHARE")  # an upload's lock
+    delete = asyncio.create_task(index.delete_collection("docs"))
+    await asyncio.sleep(0.5)
+    assert not delete.done()  # waiting for the "upload"
+    await locker.execute("COMMIT")
+    await asyncio.wait_for(delete, 10)
+    await locker.close()
+    with pytest.raises(CollectionNotFound):
+        await index.upsert(info, docs(unit(2, d=8)))
+    await index.close()
+
+
+# ---------------------------------------------------------------- outages and crashes
+
+
+async def test_a_replica_started_while_the_database_is_down_recovers_by_itself(own_pg_server: PgServer) -> None:
+    own_pg_server.stop()
+    index = make_index(own_pg_server.dsn, connect_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match=f"127.0.0.1:{own_pg_server.port}"):
+        await index.list_collections()
+    assert time.monotonic() - started < 10  # fails fast, does not hang
+    assert (await index.health())["postgres"].startswith("unavailable")
+    await asyncio.to_thread(own_pg_server.start)
+    assert await index.list_collections() == []
+    assert await index.health() == {"postgres": "ok"}
+    await index.close()
+
+
+async def test_nothing_listening_is_unavailable_not_an_internal_error() -> None:
+    index = make_index(f"postgresql://postgres@127.0.0.1:{_free_port()}/postgres", connect_timeout_s=1)
+    for call in (index.list_collections(), index.get_collection("x"), index.delete_collection("x")):
+        with pytest.raises(StorageUnavailable):
+            await call
+    await index.close()
+
+
+async def test_sigkill_during_ingest_keeps_every_acknowledged_document(own_pg_server: PgServer) -> None:
+    """SIGKILL the server mid-ingest: calls fail with StorageUnavailable (never another error) while it
+    is down, the same index object works again once it is back, and every acknowledged document is
+    there with its text after crash recovery."""
+    server = own_pg_server
+    index = make_index(server.dsn, connect_timeout_s=1, pool_max_size=4)
+    schema = index.config.schema_name
+    info, _ = await index.create_collection("docs", "m", 16, "auto")
+    acknowledged: list[str] = []
+    attempted: set[str] = set()
+    failures: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def ingest() -> None:
+        batch_number = 0
+        while not stop.is_set():
+            vectors = unit(25, seed=batch_number)
+            batch = [DocumentWrite(f"b{batch_number}-{i}", f"text {batch_number}-{i}", {"batch": batch_number}, v)
+                     for i, v in enumerate(vectors)]
+            attempted.update(d.id for d in batch)
+            try:
+                await index.upsert(info, batch)
+                acknowledged.extend(d.id for d in batch)
+            except StorageUnavailable as exc:  # anything else fails the task, and the test
+                failures.append(exc)
+                await asyncio.sleep(0.05)
+            batch_number += 1
+
+    writer = asyncio.create_task(ingest())
+    while len(acknowledged) < 1000:
+        await asyncio.sleep(0.02)
+        assert not writer.done(), writer
+    await asyncio.to_thread(server.kill)
+    acknowledged_at_kill = len(acknowledged)
+
+    # down: every kind of call says StorageUnavailable
+    query = unit(1, seed=1)
+    for call in (index.get_collection("docs"), index.search("docs", query, 5, None, False),
+                 index.get_document("docs", "b0-0"), index.list_collections(), index.delete_document("docs", "x")):
+        with pytest.raises(StorageUnavailable):
+            await call
+    assert (await index.health())["postgres"].startswith("unavailable")
+    await asyncio.sleep(1.0)
+    assert failures, "the writer saw no outage"
+
+    await asyncio.to_thread(server.start)  # crash recovery replays the WAL
+    deadline = time.monotonic() + 30
+    while True:  # recovers by itself: the same object, no reopening
+        try:
+            await index.get_collection("docs")
+            break
+        except StorageUnavailable:
+            assert time.monotonic() < deadline, "did not recover within 30 s of the restart"
+            await asyncio.sleep(0.2)
+    resumed_from = len(acknowledged)
+    while len(acknowledged) < resumed_from + 200:  # and the writer goes on
+        await asyncio.sleep(0.02)
+    stop.set()
+    await writer
+
+    table = f"{schema}.docs_{server.psql(f'SELECT id FROM {schema}.collections WHERE name = {chr(39)}docs{chr(39)}')}"
+    stored = dict(line.split("|", 1) for line in server.psql(f"SELECT id || '|' || text FROM {table}").splitlines())
+    missing = [doc_id for doc_id in acknowledged if doc_id not in stored]
+    assert not missing, f"{len(missing)} acknowledged documents lost, e.g. {missing[:3]}"
+    assert all(stored[d] == "text " + d[1:] for d in acknowledged)
+    assert set(stored) <= attempted  # nothing invented
+    assert acknowledged_at_kill >= 1000 and (await index.get_collection("docs")).count == len(stored)
+    sample = acknowledged[acknowledged_at_kill - 1]
+    assert (await index.get_document("docs", sample))["text"] == "text " + sample[1:]
+    await index.close()
