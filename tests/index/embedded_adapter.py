@@ -16,7 +16,7 @@ from deployments.index.base import CollectionInfo, DocumentWrite, Hit
 from deployments.index.shard import IndexShard
 from deployments.index.validation import reject_duplicate_ids
 from deployments.jobs import Refusal
-from deployments.pipeline import shard_of
+from deployments.serving.sharded_index import shard_of
 
 
 def _unwrap(value: Any) -> Any:
