@@ -52,8 +52,8 @@ class ModelService(Protocol):
 class SearchService(Protocol):
     """Collections, documents and search; raises the typed error of a refused request."""
 
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                ) -> tuple[CollectionInfo, bool]: ...
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]: ...
 
     async def list_collections(self) -> list[CollectionInfo]: ...
 

@@ -71,15 +71,15 @@ class FakeSearchService:
             raise CollectionNotFound(f"collection {name!r} does not exist", param="name")
         info = self.collections[name]
         return CollectionInfo(info.name, info.model, info.dimensions, info.index, info.created_at,
-                              len(self.documents[name]))
+                              len(self.documents[name]), info.lexical_language)
 
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                ) -> tuple[CollectionInfo, bool]:
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
         self._take_error()
         if name in self.collections:
             return self._get(name), False
         self.collections[name] = CollectionInfo(name, model or "fake-embed", dimensions or DIMENSIONS, index,
-                                                time.time())
+                                                time.time(), lexical_language=lexical_language)
         self.documents[name] = {}
         return self._get(name), True
 
