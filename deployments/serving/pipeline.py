@@ -52,8 +52,12 @@ class SearchPipeline:
     """Stateless orchestration of collections, uploads and searches over one `CollectionIndex`."""
 
     def __init__(self, *, models: list[ModelEntry], handles: dict[str, Any], shards: list[Any] | None = None,
-                 index: CollectionIndex | None = None, embed_chunk: int = 64) -> None:
+                 index: CollectionIndex | None = None, postgres: Any = None, embed_chunk: int = 64) -> None:
         self.entries = [entry.bound(handles) for entry in models]
+        if index is None and postgres is not None:  # a PostgresConfig: this replica's own pools
+            from ..index.postgres import PostgresIndex
+
+            index = PostgresIndex(postgres)
         if index is None:
             if not shards:
                 raise ValueError("give the index shards' handles or a CollectionIndex")
