@@ -118,8 +118,13 @@ class FakeSearchService:
         self.last_job = job
         results = []
         for query in job.queries:
+            # what each mode reports about a hit, not how it ranks (tests/serving checks that)
+            dense = None if job.mode == "lexical" else 0.5
+            lexical = None if job.mode == "dense" else 2.0
+            ranks = {"dense": {"dense": 1}, "lexical": {"lexical": 1}, "hybrid": {"dense": 2, "lexical": 1}}[job.mode]
             hits = [SearchHitOut(doc_id, text, metadata if job.return_metadata else None,
-                                 pair_logit(query, text), 0.5)
+                                 pair_logit(query, text), dense, lexical,
+                                 1 / 62 + 1 / 61 if job.mode == "hybrid" else None, ranks)
                     for doc_id, (text, metadata) in self.documents[name].items()]
             results.append(sorted(hits, key=lambda h: -h.score)[: job.top_n])
         return SearchOutcome(results=results, timings_ms={"embed_ms": 1.0, "search_ms": 2.0, "rerank_ms": 3.0,
