@@ -138,7 +138,7 @@ class SearchRequest(StrictRequest):
     query: str | list[str] = Field(description="A query, or a list of queries (answered with a list).")
     mode: SearchMode = Field(
         default="dense",
-        description="dense: vector search; lexical: full-text search (BM25 on the embedded index, ts_rank_cd on "
+        description="dense: vector search; lexical: full-text search (BM25 on the embedded index, ts_rank on "
         "PostgreSQL), no query embedding; hybrid: both, `top_k` candidates each, fused by reciprocal rank "
         "fusion and cut at `top_k` before reranking.",
     )
@@ -197,7 +197,7 @@ class SearchHit(WireModel):
         default=None, description="Cosine similarity of query and document vectors; null when only the lexical "
         "retriever found the document.")
     lexical_score: float | None = Field(
-        default=None, description="Full-text score (BM25 on the embedded index, ts_rank_cd on PostgreSQL), when the "
+        default=None, description="Full-text score (BM25 on the embedded index, ts_rank on PostgreSQL), when the "
         "lexical retriever found the document.")
     fused_score: float | None = Field(default=None, description="hybrid: the reciprocal rank fusion score.")
     retrievers: dict[str, int] | None = Field(

@@ -63,7 +63,7 @@ class Hit:
     """Inner product of the query and document embeddings (cosine: both are unit vectors); None for a
     lexical hit (the lexical retriever compares no vectors)."""
     lexical_score: float | None = None
-    """The lexical retriever's score (higher is better: BM25 on embedded, ts_rank_cd on postgres)."""
+    """The lexical retriever's score (higher is better: BM25 on embedded, ts_rank on postgres)."""
 
 
 @runtime_checkable

@@ -2,7 +2,7 @@
 
     fused(d) = sum over retrievers r that found d of  weight_r / (rrf_k + rank_r(d))      (ranks from 1)
 
-Why ranks and not scores: cosine similarities and BM25 / ts_rank_cd scores live on unrelated
+Why ranks and not scores: cosine similarities and BM25 / ts_rank scores live on unrelated
 scales (BM25 is unbounded and depends on the collection), so adding them needs a calibration that
 changes per collection and per query; ranks need none. `rrf_k` (60 in the paper) damps the
 difference between the first few ranks; a weight above 1 trusts a retriever more.
