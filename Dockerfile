@@ -29,8 +29,10 @@ WORKDIR /home/ray/qwen3-search
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users clients ./clients
 COPY --chown=ray:users deployments ./deployments
-RUN pip install . "ray[serve]==${RAY_VERSION}" \
-    && python -c "import deployments.app, clients"
+# The postgres extra (psycopg, its pool, pgvector's adapters) is small; with it one image serves
+# both index backends (index.backend: embedded | postgres).
+RUN pip install ".[postgres]" "ray[serve]==${RAY_VERSION}" \
+    && python -c "import deployments.app, clients, deployments.index.postgres"
 
 # The Ray image's user (uid 1000, group users/100); the manifests' fsGroup 100 matches it.
 USER ray

@@ -491,6 +491,12 @@ class PostgresIndex(PostgresLexical):
             self._qualified(table.table)))).fetchone()
         return int(row[0]) if row else 0
 
+    async def describe(self, name: str, *, refresh: bool = False) -> CollectionInfo:
+        """The collection's settings without counting its documents: answered from this replica's cache
+        (refresh: from the database). For the search path, which needs the model and width before it
+        embeds the query; a collection deleted meanwhile still fails the search with CollectionNotFound."""
+        return (await self._lookup(name, refresh=refresh)).info
+
     async def get_collection(self, name: str) -> CollectionInfo:
         async def describe(table: _Table, _: bool) -> CollectionInfo:
             async with self._transaction() as conn:

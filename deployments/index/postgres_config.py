@@ -82,14 +82,13 @@ class PostgresConfig(BaseModel):
     )
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree (pgvector `m`).")
     hnsw_ef_construction: int = Field(
-        default=128, ge=4, le=1000,
-        description="HNSW build breadth (pgvector `ef_construction`, at least 2 x m); 128 like the embedded "
-        "index's expansion_add.",
+        default=64, ge=4, le=1000,
+        description="HNSW build breadth (pgvector `ef_construction`, at least 2 x m; pgvector's default). "
+        "Doubling it roughly doubles insert and build time (bench/index_backends.py) for a little recall.",
     )
     ef_search: int = Field(
-        default=128, ge=1, le=1000,
-        description="HNSW search breadth (`hnsw.ef_search`; 128 like the embedded index's expansion_search), "
-        "raised per query to the candidates it needs "
+        default=100, ge=1, le=1000,
+        description="HNSW search breadth (`hnsw.ef_search`), raised per query to the candidates it needs "
         "(top_k, or the re-scoring pool); higher: better recall, slower.",
     )
     max_scan_tuples: int = Field(

@@ -2,7 +2,9 @@
 
 - embedded: IndexShard objects behind the test adapter in embedded_adapter.py (two shards, so
   that fan-out and merging are exercised);
-- postgres: PostgresIndex on the session's real PostgreSQL + pgvector server.
+- postgres: PostgresIndex on the session's real PostgreSQL + pgvector server;
+- postgres-shards: PostgresShards over three PostgresIndex shards (three schemas of that server
+  standing in for three clusters: the same code paths).
 
 Results are checked against numpy and against a plain-Python reading of the filter language, so
 both backends must mean the same thing by a filter, an exact search and a count.
@@ -26,7 +28,7 @@ from .embedded_adapter import EmbeddedShardsIndex
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-BACKENDS = ["embedded", "postgres"]
+BACKENDS = ["embedded", "postgres", "postgres-shards"]
 D = 16
 
 
@@ -37,10 +39,15 @@ async def index(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[
     else:
         from deployments.index.postgres import PostgresIndex
         from deployments.index.postgres_config import PostgresConfig
+        from deployments.index.postgres_shards import PostgresShards
 
         server = request.getfixturevalue("pg_server")
-        backend = PostgresIndex(PostgresConfig(dsn=server.dsn, schema_name=unique_schema(), connect_timeout_s=3),
-                                environ={})
+
+        def one() -> PostgresIndex:
+            return PostgresIndex(PostgresConfig(dsn=server.dsn, schema_name=unique_schema(), connect_timeout_s=3),
+                                 environ={})
+
+        backend = one() if request.param == "postgres" else PostgresShards([one(), one(), one()])
     try:
         yield backend
     finally:

@@ -452,3 +452,47 @@ async def test_sigkill_during_ingest_keeps_every_acknowledged_document(own_pg_se
     sample = acknowledged[acknowledged_at_kill - 1]
     assert (await index.get_document("docs", sample))["text"] == "text " + sample[1:]
     await index.close()
+
+
+# ---------------------------------------------------------------- several clusters
+
+
+async def test_shards_split_documents_by_the_pipelines_hash_and_merge_exactly(pg_server: PgServer) -> None:
+    from deployments.index.postgres_shards import PostgresShards, shard_of
+    from deployments.pipeline import shard_of as pipeline_shard_of
+
+    shards = [make_index(pg_server.dsn) for _ in range(3)]
+    index = PostgresShards(shards)
+    info, _ = await index.create_collection("docs", "m", 8, "auto")
+    vectors = unit(90, d=8, seed=4)
+    await index.upsert(info, docs(vectors))
+    counts = [(await s.get_collection("docs")).count for s in shards]
+    assert sum(counts) == 90 and all(counts)  # every shard holds a share
+    for i in range(90):
+        assert shard_of(f"d{i}", 3) == pipeline_shard_of(f"d{i}", 3)
+        assert (await shards[shard_of(f"d{i}", 3)].get_document("docs", f"d{i}"))["text"] == f"text d{i}"
+    query = unit(1, d=8, seed=5)
+    assert [h.id for h in (await index.search("docs", query, 10, None, True))[0]] == [
+        f"d{i}" for i in exact_top(vectors, query[0], 10)]
+    assert (await index.get_collection("docs")).count == 90
+    assert set(await index.health()) == {"postgres-shard-0", "postgres-shard-1", "postgres-shard-2"}
+    await index.close()
+
+
+async def test_a_shard_that_missed_a_delete_does_not_leak_old_documents(pg_server: PgServer) -> None:
+    from deployments.index.postgres_shards import PostgresShards
+
+    shards = [make_index(pg_server.dsn) for _ in range(2)]
+    index = PostgresShards(shards)
+    old, _ = await index.create_collection("docs", "m", 8, "auto")
+    await index.upsert(old, docs(unit(40, d=8), "old"))
+    await shards[0].delete_collection("docs")  # the delete reached shard 0 only (shard 1 was down)
+    with pytest.raises(CollectionNotFound):
+        await index.search("docs", unit(1, d=8), 5, None, False)
+    new, created = await index.create_collection("docs", "m", 8, "auto")
+    assert created and (await index.get_collection("docs")).count == 0  # the stale row was replaced
+    assert await index.search("docs", unit(1, d=8), 5, None, True) == [[]]
+    await index.upsert(new, docs(unit(4, d=8, seed=2), "new"))
+    found = (await index.search("docs", unit(1, d=8, seed=3), 10, None, True))[0]
+    assert sorted(h.id for h in found) == ["new0", "new1", "new2", "new3"]
+    await index.close()
