@@ -10,6 +10,7 @@ A shard must run as exactly one replica: it owns its file and its in-memory inde
 """
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from .vectors import VectorSet
 __all__ = ["IndexShard", "shard_path"]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def shard_path(storage_path: str, shard: int) -> Path:
@@ -59,6 +61,8 @@ class IndexShard:
         for record in self.store.collections():
             self._load(record)
         self.load_seconds = time.perf_counter() - started
+        for name, count in self.store.lexical_built.items():  # an upgrade, or a changed text preparation
+            logger.info("shard %d: built the full-text index of collection %r (%d documents)", shard, name, count)
 
     def _load(self, record: CollectionRecord) -> _Collection:
         collection = _Collection(record, self._vector_options)
