@@ -43,12 +43,14 @@ from .types import (
     Document,
     EmbeddingResponse,
     HealthResponse,
+    HybridWeights,
     IndexType,
     InfoResponse,
     Limits,
     MetadataFilter,
     RerankResponse,
     ScoreResponse,
+    SearchMode,
     SearchResult,
     StoredDocument,
     UpsertResponse,
@@ -82,6 +84,12 @@ def _parser(model: type[_M]) -> Callable[[httpx.Response], _M]:
 def _fields(**values: Any) -> dict[str, Any]:
     """The request fields the caller gave: None leaves the server's default."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _weights(weights: HybridWeights | Mapping[str, float] | None) -> dict[str, float] | None:
+    if weights is None or isinstance(weights, HybridWeights):
+        return None if weights is None else weights.model_dump()
+    return dict(weights)
 
 
 def _collection_path(name: str, *rest: str) -> str:
@@ -357,17 +365,23 @@ class Client(SyncAPIClient):
     def search(self, collection: str, query: str, *, top_k: int | None = None, top_n: int | None = None,
                filter: MetadataFilter | None = None, rerank: bool | None = None, instruction: str | None = None,
                reranker: str | None = None, return_metadata: bool | None = None, exact: bool | None = None,
+               mode: SearchMode | None = None, rrf_k: int | None = None,
+               weights: HybridWeights | Mapping[str, float] | None = None,
                timeout: Timeout | NotGiven = NOT_GIVEN, max_retries: int | None = None) -> SearchResult: ...
 
     @overload
     def search(self, collection: str, query: list[str], *, top_k: int | None = None, top_n: int | None = None,
                filter: MetadataFilter | None = None, rerank: bool | None = None, instruction: str | None = None,
                reranker: str | None = None, return_metadata: bool | None = None, exact: bool | None = None,
+               mode: SearchMode | None = None, rrf_k: int | None = None,
+               weights: HybridWeights | Mapping[str, float] | None = None,
                timeout: Timeout | NotGiven = NOT_GIVEN, max_retries: int | None = None) -> list[SearchResult]: ...
 
     def search(self, collection: str, query: str | list[str], *, top_k: int | None = None, top_n: int | None = None,
                filter: MetadataFilter | None = None, rerank: bool | None = None, instruction: str | None = None,
                reranker: str | None = None, return_metadata: bool | None = None, exact: bool | None = None,
+               mode: SearchMode | None = None, rrf_k: int | None = None,
+               weights: HybridWeights | Mapping[str, float] | None = None,
                timeout: Timeout | NotGiven = NOT_GIVEN,
                max_retries: int | None = None) -> SearchResult | list[SearchResult]:
         """Search a collection: embed the query, take `top_k` candidates, rerank them, return the best `top_n`.
@@ -384,10 +398,15 @@ class Client(SyncAPIClient):
             reranker: a served reranker; the default one if omitted.
             return_metadata: include each hit's metadata (default yes).
             exact: exact vector search even where an HNSW index exists.
+            mode: `dense` (vector search, the server default), `lexical` (full-text search, no query
+                embedding) or `hybrid` (both, fused by reciprocal rank fusion before reranking).
+            rrf_k: hybrid: the RRF constant (server default 60).
+            weights: hybrid: RRF weight per retriever, e.g. `{"dense": 1.0, "lexical": 2.0}` (1 each).
         """
         options = self._options(timeout, max_retries)
         fields = _fields(top_k=top_k, top_n=top_n, filter=filter, rerank=rerank, instruction=instruction,
-                         reranker=reranker, return_metadata=return_metadata, exact=exact)
+                         reranker=reranker, return_metadata=return_metadata, exact=exact, mode=mode,
+                         rrf_k=rrf_k, weights=_weights(weights))
         count = 1 if isinstance(query, str) else len(query)
         return self._run(_search_call(collection, query, self._limits_for(count, options), fields), options)
 
@@ -457,7 +476,8 @@ class Client(SyncAPIClient):
 
     # ------------------------------------------------------------ collections
     def create_collection(self, name: str, *, model: str | None = None, dimensions: int | None = None,
-                          index: IndexType | None = None, timeout: Timeout | NotGiven = NOT_GIVEN,
+                          index: IndexType | None = None, lexical_language: str | None = None,
+                          timeout: Timeout | NotGiven = NOT_GIVEN,
                           max_retries: int | None = None) -> Collection:
         """Create a collection, or return the existing identical one; `ConflictError` if it exists
         bound to another model, width or index.
@@ -466,8 +486,10 @@ class Client(SyncAPIClient):
             model: the embedding model; the server's default if omitted.
             dimensions: Matryoshka width; the model's full width if omitted.
             index: `auto` (exact while small, HNSW above a threshold), `exact` or `hnsw`.
+            lexical_language: full-text index language, `simple` (default) or `english` (stemming);
+                PostgreSQL also takes its other text search configurations.
         """
-        body = _fields(model=model, dimensions=dimensions, index=index)
+        body = _fields(model=model, dimensions=dimensions, index=index, lexical_language=lexical_language)
         spec = RequestSpec("PUT", _collection_path(name), _parser(Collection), body=body,
                            ok=frozenset({200, 201}))
         return self._send(spec, self._options(timeout, max_retries))
@@ -586,6 +608,8 @@ class AsyncClient(AsyncAPIClient):
                      filter: MetadataFilter | None = None, rerank: bool | None = None,
                      instruction: str | None = None, reranker: str | None = None,
                      return_metadata: bool | None = None, exact: bool | None = None,
+                     mode: SearchMode | None = None, rrf_k: int | None = None,
+                     weights: HybridWeights | Mapping[str, float] | None = None,
                      timeout: Timeout | NotGiven = NOT_GIVEN, max_retries: int | None = None) -> SearchResult: ...
 
     @overload
@@ -593,6 +617,8 @@ class AsyncClient(AsyncAPIClient):
                      top_n: int | None = None, filter: MetadataFilter | None = None, rerank: bool | None = None,
                      instruction: str | None = None, reranker: str | None = None,
                      return_metadata: bool | None = None, exact: bool | None = None,
+                     mode: SearchMode | None = None, rrf_k: int | None = None,
+                     weights: HybridWeights | Mapping[str, float] | None = None,
                      timeout: Timeout | NotGiven = NOT_GIVEN,
                      max_retries: int | None = None) -> list[SearchResult]: ...
 
@@ -600,12 +626,15 @@ class AsyncClient(AsyncAPIClient):
                      top_n: int | None = None, filter: MetadataFilter | None = None, rerank: bool | None = None,
                      instruction: str | None = None, reranker: str | None = None,
                      return_metadata: bool | None = None, exact: bool | None = None,
+                     mode: SearchMode | None = None, rrf_k: int | None = None,
+                     weights: HybridWeights | Mapping[str, float] | None = None,
                      timeout: Timeout | NotGiven = NOT_GIVEN,
                      max_retries: int | None = None) -> SearchResult | list[SearchResult]:
         """Search a collection; see `Client.search`."""
         options = self._options(timeout, max_retries)
         fields = _fields(top_k=top_k, top_n=top_n, filter=filter, rerank=rerank, instruction=instruction,
-                         reranker=reranker, return_metadata=return_metadata, exact=exact)
+                         reranker=reranker, return_metadata=return_metadata, exact=exact, mode=mode,
+                         rrf_k=rrf_k, weights=_weights(weights))
         count = 1 if isinstance(query, str) else len(query)
         limits = await self._limits_for(count, options)
         return await self._run(_search_call(collection, query, limits, fields), options)
@@ -670,10 +699,11 @@ class AsyncClient(AsyncAPIClient):
 
     # ------------------------------------------------------------ collections
     async def create_collection(self, name: str, *, model: str | None = None, dimensions: int | None = None,
-                                index: IndexType | None = None, timeout: Timeout | NotGiven = NOT_GIVEN,
+                                index: IndexType | None = None, lexical_language: str | None = None,
+                          timeout: Timeout | NotGiven = NOT_GIVEN,
                                 max_retries: int | None = None) -> Collection:
         """Create a collection, or return the existing identical one; see `Client.create_collection`."""
-        body = _fields(model=model, dimensions=dimensions, index=index)
+        body = _fields(model=model, dimensions=dimensions, index=index, lexical_language=lexical_language)
         spec = RequestSpec("PUT", _collection_path(name), _parser(Collection), body=body,
                            ok=frozenset({200, 201}))
         return await self._send(spec, self._options(timeout, max_retries))

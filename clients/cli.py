@@ -221,29 +221,64 @@ def cmd_search(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"--filter is not JSON: {exc}") from exc
     if where is not None and not isinstance(where, dict):
         raise UsageError('--filter is a JSON object, e.g. \'{"topic": "physics"}\'')
+    weights = _parse_weights(args.weights) if args.weights else None
+    if (weights is not None or args.rrf_k is not None) and args.mode != "hybrid":
+        raise UsageError("--weights and --rrf-k apply to --mode hybrid only")
     result = client.search(args.collection, args.query, top_k=args.top_k, top_n=args.top_n, filter=where,
                            rerank=False if args.no_rerank else None, instruction=args.instruction,
-                           reranker=args.reranker)
+                           reranker=args.reranker, mode=args.mode, rrf_k=args.rrf_k, weights=weights)
     if args.json:
         _dump(result, out)
         return EXIT_OK
-    _print_search(args.collection, args.query, result, not args.no_rerank, out)
+    _print_search(args.collection, args.query, result, not args.no_rerank, out, args.mode or "dense")
     return EXIT_OK
 
 
-def _print_search(collection: str, query: str, result: SearchResult, reranked: bool, out: TextIO) -> None:
+def _parse_weights(text: str) -> dict[str, float]:
+    """`dense=1,lexical=2` -> {"dense": 1.0, "lexical": 2.0}."""
+    weights = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--weights is NAME=NUMBER[,NAME=NUMBER], e.g. dense=1,lexical=2; not {text!r}"
+                             ) from None
+    return weights
+
+
+def _score(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _found_by(ranks: dict[str, int] | None) -> str:
+    """`{"dense": 3, "lexical": 1}` -> "d3 l1"."""
+    return " ".join(f"{name[0]}{rank}" for name, rank in sorted((ranks or {}).items()))
+
+
+def _print_search(collection: str, query: str, result: SearchResult, reranked: bool, out: TextIO,
+                  mode: str = "dense") -> None:
     t = result.timings
-    print(f"{collection}: {_plural(len(result.results), 'result')} for {query!r} in {t.total_ms:.1f} ms "
+    print(f"{collection}: {_plural(len(result.results), 'result')} for {query!r} ({mode}) in {t.total_ms:.1f} ms "
           f"(embed {t.embed_ms:.1f}, search {t.search_ms:.1f}, rerank {t.rerank_ms:.1f})", file=out)
     has_metadata = any(hit.metadata for hit in result.results)
-    headers = ["rank", "score" if reranked else "cosine", *(["cosine"] if reranked else []), "id",
-               *(["metadata"] if has_metadata else []), "text"]
+    own = {"dense": "cosine", "lexical": "lexical", "hybrid": "rrf"}.get(mode, "score")
+    columns: list[tuple[str, Any]] = [("cosine", lambda h: h.embedding_score)] if mode == "dense" else [
+        ("cosine", lambda h: h.embedding_score), ("lexical", lambda h: h.lexical_score)]
+    if not reranked:
+        columns = [c for c in columns if c[0] != own]
+    headers = ["rank", "score" if reranked else own, *(name for name, _ in columns), *(
+        ["found by"] if mode == "hybrid" else []), "id", *(["metadata"] if has_metadata else []), "text"]
     rows = []
     for rank, hit in enumerate(result.results, 1):
         metadata = [_short(json.dumps(hit.metadata, ensure_ascii=False), 40) if hit.metadata else ""]
-        rows.append([str(rank), f"{hit.score:.4f}", *([f"{hit.embedding_score:.4f}"] if reranked else []),
-                     _short(hit.id, 32), *(metadata if has_metadata else []), hit.text])
-    right = [True, True, *([True] if reranked else []), False, *([False] if has_metadata else []), False]
+        rows.append([str(rank), f"{hit.score:.4f}", *(_score(get(hit)) for _, get in columns),
+                     *([_found_by(hit.retrievers)] if mode == "hybrid" else []), _short(hit.id, 32),
+                     *(metadata if has_metadata else []), hit.text])
+    right = [True, True, *([True] * len(columns)), *([False] if mode == "hybrid" else []), False,
+             *([False] if has_metadata else []), False]
     _table(headers, rows, right, out)
 
 
@@ -265,7 +300,7 @@ def cmd_collections(client: Client, args: argparse.Namespace, out: TextIO) -> in
         raise UsageError(f"collections {action} needs a NAME")
     if action == "create":
         collection = client.create_collection(args.name, model=args.model, dimensions=args.dimensions,
-                                              index=args.index)
+                                              index=args.index, lexical_language=args.lexical_language)
     elif action == "show":
         collection = client.get_collection(args.name)
     else:
@@ -279,9 +314,8 @@ def cmd_collections(client: Client, args: argparse.Namespace, out: TextIO) -> in
         _dump(collection, out)
     else:
         print(f"{collection.name}: model {collection.model}, {_plural(collection.dimensions, 'dimension')}, index "
-              f"{collection.index}, {_plural(collection.count, 'document')}, created "
-              f"{_when(collection.created_at)} UTC",
-              file=out)
+              f"{collection.index}, lexical language {collection.lexical_language}, "
+              f"{_plural(collection.count, 'document')}, created {_when(collection.created_at)} UTC", file=out)
     return EXIT_OK
 
 
@@ -486,13 +520,13 @@ def cmd_ingest(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     created = False
     try:
         collection = client.get_collection(args.collection)
-        if args.model or args.dimensions or args.index:
+        if args.model or args.dimensions or args.index or args.lexical_language:
             # Exists: confirm it matches what was asked (the server answers 409 if it does not).
             collection = client.create_collection(args.collection, model=args.model, dimensions=args.dimensions,
-                                                  index=args.index)
+                                                  index=args.index, lexical_language=args.lexical_language)
     except NotFoundError:
         collection = client.create_collection(args.collection, model=args.model, dimensions=args.dimensions,
-                                              index=args.index)
+                                              index=args.index, lexical_language=args.lexical_language)
         created = True
     stream: Iterable[dict[str, Any]] = documents
     if args.skip_existing and not created:
@@ -586,10 +620,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("search", cmd_search, "Search a collection and print the ranked results.")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("query", metavar="QUERY")
-    p.add_argument("--top-k", type=int, help="candidates from the vector index (server default 100)")
+    p.add_argument("--mode", choices=["dense", "lexical", "hybrid"],
+                   help="dense: vector search (server default); lexical: full-text search; hybrid: both, fused "
+                        "by reciprocal rank fusion")
+    p.add_argument("--rrf-k", type=int, help="hybrid: the RRF constant (server default 60)")
+    p.add_argument("--weights", metavar="dense=W,lexical=W", help="hybrid: RRF weight per retriever (1 each)")
+    p.add_argument("--top-k", type=int, help="candidates from each retriever (server default 100)")
     p.add_argument("--top-n", type=int, help="results shown (server default 10)")
     p.add_argument("--filter", metavar="JSON", help='metadata filter, e.g. \'{"topic": "physics"}\'')
-    p.add_argument("--no-rerank", action="store_true", help="rank by cosine similarity only")
+    p.add_argument("--no-rerank", action="store_true", help="rank by the retriever's score only")
     p.add_argument("--instruction")
     p.add_argument("--reranker")
 
@@ -607,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="embedding model of a new collection")
     p.add_argument("--dimensions", type=int, help="Matryoshka width of a new collection")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], help="index of a new collection")
+    p.add_argument("--lexical-language", help="full-text language of a new collection: simple (default), english")
     p.add_argument("--batch-size", type=int,
                    help=f"documents per request (default: {INGEST_BATCH_SIZE}; at most the server's maximum)")
     p.add_argument("--skip-existing", action="store_true",
@@ -620,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="create: the embedding model")
     p.add_argument("--dimensions", type=int, help="create: Matryoshka width")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], help="create: index type")
+    p.add_argument("--lexical-language", help="create: full-text language, simple (default) or english")
     return parser
 
 

@@ -64,9 +64,10 @@ def build_app(args: AppArgs) -> Application:
         _deployment(IndexShard).options(name=f"IndexShard-{i}", **index.deployment.serve_options())
         .bind(i, index.shards, index.storage_path, index.hnsw_threshold, index.expansion_search)
         for i in range(index.shards)
-    ]
+    ] if index.backend == "embedded" else []
     pipeline = _deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
-        models=models, handles=handles, shards=shards)
+        models=models, handles=handles, shards=shards,
+        postgres=index.postgres if index.backend == "postgres" else None)
     components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
     ingress = _deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())
     return ingress.bind(models=models, handles=handles, pipeline=pipeline, components=components, limits=args.limits,

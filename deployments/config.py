@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .index.postgres_config import PostgresConfig
+
 __all__ = [
     "DeploymentOptions",
     "EmbeddingModelConfig",
@@ -204,6 +206,14 @@ class LimitsConfig(_Config):
 
 class IndexConfig(_Config):
     """Durable document collections and their search index."""
+
+    backend: Literal["embedded", "postgres"] = Field(
+        default="embedded",
+        description="embedded: SQLite + in-memory vector index shards (IndexShard deployments); postgres: "
+        "PostgreSQL + pgvector, reached by every pipeline replica (settings under `postgres`).",
+    )
+    postgres: PostgresConfig = Field(default_factory=PostgresConfig,
+                                     description="The PostgreSQL backend's settings (backend: postgres).")
 
     storage_path: str = Field(
         default="~/.local/share/qwen3-search/index",

@@ -136,9 +136,15 @@ class DecodeJob:
 
 @dataclass
 class SearchJob:
-    """One search request: embed the queries, take `top_k` candidates, rerank, keep `top_n`."""
+    """One search request: take `top_k` candidates per retriever (fused in hybrid mode), rerank, keep `top_n`."""
 
     queries: list[str]
+    mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    """dense: embed and search the vectors; lexical: full-text search (no query embedding); hybrid: both,
+    fused by reciprocal rank fusion."""
+    rrf_k: int = 60
+    weights: dict[str, float] | None = None
+    """hybrid: retriever name (dense, lexical) -> RRF weight (1 when absent)."""
     top_k: int = 100
     top_n: int = 10
     instruction: str | None = None
@@ -156,8 +162,12 @@ class SearchHitOut:
     text: str
     metadata: dict[str, Any] | None
     score: float
-    """Reranker P(yes), or the embedding score when rerank is off."""
-    embedding_score: float
+    """Reranker P(yes); with rerank off, the retriever's score (embedding, lexical or fused)."""
+    embedding_score: float | None
+    lexical_score: float | None = None
+    fused_score: float | None = None
+    retrievers: dict[str, int] | None = None
+    """Retriever name -> 1-based rank among its candidates, for each retriever that found this document."""
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import StrictRequest, WireModel
@@ -24,6 +24,8 @@ __all__ = [
     "StoredDocument",
     "DeleteResponse",
     "CountResponse",
+    "SearchMode",
+    "HybridWeights",
     "SearchRequest",
     "SearchHit",
     "SearchTimings",
@@ -51,6 +53,11 @@ MAX_METADATA_BYTES (64 KiB) as JSON. Anything else is refused (422) before it is
 document can always be sent back."""
 
 MetadataFilter = Annotated[dict[str, Any], AfterValidator(_filter)]
+
+SearchMode = Literal["dense", "lexical", "hybrid"]
+"""dense: vector search (the query is embedded); lexical: full-text search; hybrid: both, fused by
+reciprocal rank fusion. The reranker then reorders the candidates in every mode."""
+LEXICAL_LANGUAGE_PATTERN = r"^[a-z_]{1,63}$"
 """`{"key": value}` keeps documents whose metadata[key] equals value; `{"key": {"$in": [a, b]}}` any of
 the values; several keys must all match. Values follow the metadata rules."""
 
@@ -64,6 +71,12 @@ class CreateCollectionRequest(StrictRequest):
     index: IndexType = Field(
         default="auto", description="auto: exact search while small, HNSW above a size threshold; or force one."
     )
+    lexical_language: str = Field(
+        default="simple", pattern=LEXICAL_LANGUAGE_PATTERN,
+        description="Full-text index language: `simple` (lower-cased words, no stemming) or `english` (Porter "
+        "stemming; stop words dropped on PostgreSQL) on every backend; PostgreSQL also takes its other text "
+        "search configurations (`german`, `french`, ...). CJK text is indexed as character bigrams in all.",
+    )
 
 
 class Collection(WireModel):
@@ -71,6 +84,7 @@ class Collection(WireModel):
     model: str = Field(description="The embedding model the collection is bound to.")
     dimensions: int
     index: IndexType = "auto"
+    lexical_language: str = Field(default="simple", description="Language of the full-text index.")
     count: int = Field(default=0, description="Documents stored.")
     created_at: float = Field(default=0.0, description="Unix time of creation.")
 
@@ -155,11 +169,33 @@ class CountResponse(WireModel):
     count: int
 
 
+class HybridWeights(StrictRequest):
+    """RRF weights of the two retrievers in hybrid mode: fused = sum of weight / (rrf_k + rank)."""
+
+    dense: float = Field(default=1.0, ge=0, le=100, description="Weight of the vector retriever.")
+    lexical: float = Field(default=1.0, ge=0, le=100, description="Weight of the full-text retriever.")
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> "HybridWeights":
+        if self.dense == 0 and self.lexical == 0:
+            raise ValueError("at least one weight must be above 0")
+        return self
+
+
 class SearchRequest(StrictRequest):
-    """Body of POST /v1/collections/{name}/search: embed -> ANN -> rerank."""
+    """Body of POST /v1/collections/{name}/search: retrieve (dense, lexical or hybrid) -> rerank."""
 
     query: str | list[str] = Field(description="A query, or a list of queries (answered with a list).")
-    top_k: int = Field(default=100, ge=1, description="Candidates taken from the vector index (Qwen3 eval: 100).")
+    mode: SearchMode = Field(
+        default="dense",
+        description="dense: vector search; lexical: full-text search (BM25 on the embedded index, ts_rank on "
+        "PostgreSQL), no query embedding; hybrid: both, `top_k` candidates each, fused by reciprocal rank "
+        "fusion and cut at `top_k` before reranking.",
+    )
+    rrf_k: int = Field(default=60, ge=1, le=10000,
+                       description="hybrid: the RRF constant k in weight / (k + rank); 60 as in the RRF paper.")
+    weights: HybridWeights | None = Field(default=None, description="hybrid: per-retriever RRF weights (1 each).")
+    top_k: int = Field(default=100, ge=1, description="Candidates taken from each retriever (Qwen3 eval: 100).")
     top_n: int = Field(default=10, ge=1, description="Results returned after reranking.")
     instruction: str | None = Field(
         default=None,
@@ -183,6 +219,14 @@ class SearchRequest(StrictRequest):
                 raise ValueError("a query must not be empty or whitespace only")
         return value
 
+    @field_validator("rrf_k", "weights")
+    @classmethod
+    def _fusion_only_in_hybrid_mode(cls, value: object, info: ValidationInfo) -> object:
+        mode = info.data.get("mode")
+        if mode is not None and mode != "hybrid":
+            raise ValueError(f"{info.field_name} applies to mode 'hybrid' only (this request's mode is {mode!r})")
+        return value
+
     @model_validator(mode="after")
     def _top_n_within_top_k(self) -> "SearchRequest":
         if self.rerank and self.top_n > self.top_k:
@@ -197,8 +241,18 @@ class SearchHit(WireModel):
     id: str
     text: str
     metadata: dict[str, Any] | None = None
-    score: float = Field(description="Reranker P(yes), or the embedding score when rerank is off.")
-    embedding_score: float = Field(description="Cosine similarity of query and document vectors.")
+    score: float = Field(description="Reranker P(yes); with rerank off the retriever's score: embedding score "
+                         "(dense), lexical score (lexical) or fused score (hybrid).")
+    embedding_score: float | None = Field(
+        default=None, description="Cosine similarity of query and document vectors; null when only the lexical "
+        "retriever found the document.")
+    lexical_score: float | None = Field(
+        default=None, description="Full-text score (BM25 on the embedded index, ts_rank on PostgreSQL), when the "
+        "lexical retriever found the document.")
+    fused_score: float | None = Field(default=None, description="hybrid: the reciprocal rank fusion score.")
+    retrievers: dict[str, int] | None = Field(
+        default=None, description="Which retrievers found the document and its 1-based rank in each, e.g. "
+        '`{"dense": 3, "lexical": 1}`.')
 
 
 class SearchTimings(WireModel):

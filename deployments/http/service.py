@@ -9,8 +9,8 @@ from typing import Protocol
 
 from ..catalog import ModelEntry, ModelKind
 from ..config import LimitsConfig
-from ..index.base import CollectionInfo
 from ..engine.tokenization import TokenSpan
+from ..index.base import CollectionInfo
 from ..jobs import DecodeJob, EmbedJob, EmbedOutcome, RerankJob, RerankOutcome, SearchJob, SearchOutcome, TokenizeJob
 from .metrics import APIMetrics
 
@@ -57,8 +57,8 @@ class ModelService(Protocol):
 class SearchService(Protocol):
     """Collections, documents and search; raises the typed error of a refused request."""
 
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                ) -> tuple[CollectionInfo, bool]: ...
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]: ...
 
     async def list_collections(self) -> list[CollectionInfo]: ...
 

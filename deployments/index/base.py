@@ -6,6 +6,10 @@ Two backends implement it:
 - `postgres`: PostgreSQL + pgvector, reached directly from every stateless pipeline
   replica (scales with the database).
 
+Two retrievers per collection: `search` (vectors) and `lexical_search` (full text: SQLite FTS5
+BM25 on the embedded backend, PostgreSQL full-text search on postgres; see `lexical.py`). Both
+take the same filters; the pipeline fuses their ranked lists (`fusion.py`).
+
 Values crossing this boundary are plain dataclasses and numpy arrays: no Ray, no torch.
 Errors are the typed ones of `deployments.index.errors`, raised (the pipeline turns a
 client's mistake into a `Refusal` for the ingress).
@@ -30,10 +34,12 @@ class CollectionInfo:
     """auto, exact or hnsw."""
     created_at: float
     count: int = 0
+    lexical_language: str = "simple"
+    """Tokenizer / stemming of the collection's full-text index (lexical.py)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "dimensions": self.dimensions, "index": self.index,
-                "created_at": self.created_at, "count": self.count}
+                "created_at": self.created_at, "count": self.count, "lexical_language": self.lexical_language}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,11 @@ class Hit:
     id: str
     text: str
     metadata: dict[str, Any] | None
-    embedding_score: float
-    """Inner product of the query and document embeddings (cosine: both are unit vectors)."""
+    embedding_score: float | None
+    """Inner product of the query and document embeddings (cosine: both are unit vectors); None for a
+    lexical hit (the lexical retriever compares no vectors)."""
+    lexical_score: float | None = None
+    """The lexical retriever's score (higher is better: BM25 on embedded, ts_rank on postgres)."""
 
 
 @runtime_checkable
@@ -64,9 +73,10 @@ class CollectionIndex(Protocol):
     name: str
     """The backend's name, as /health and /info report it: embedded or postgres."""
 
-    async def create_collection(self, name: str, model: str, dimensions: int, index: str
-                                ) -> tuple[CollectionInfo, bool]:
-        """The collection and whether it was created; CollectionConflict when one differs."""
+    async def create_collection(self, name: str, model: str, dimensions: int, index: str, *,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
+        """The collection and whether it was created; CollectionConflict when one differs (lexical_language
+        included); InvalidIndexRequest for a lexical_language the backend does not have."""
         ...
 
     async def get_collection(self, name: str) -> CollectionInfo:
@@ -95,6 +105,12 @@ class CollectionIndex(Protocol):
     async def search(self, collection: str, queries: np.ndarray, k: int, filter_: dict[str, Any] | None,
                      exact: bool) -> list[list[Hit]]:
         """The k best documents per query (rows of `queries`), best first, filters applied before ranking."""
+        ...
+
+    async def lexical_search(self, collection: str, queries: list[str], k: int, filter_: dict[str, Any] | None
+                             ) -> list[list[Hit]]:
+        """The k best full-text matches per query (any of its words), best first, with `lexical_score` set;
+        filters applied before ranking. A query without any word finds nothing."""
         ...
 
     async def health(self) -> dict[str, str]:

@@ -4,7 +4,8 @@
 
 DATA_DIR is the embedded index folder (`index.storage_path`, the folder with shard-N.sqlite3).
 Documents keep their ids, texts, metadata and stored vectors, and collections their model,
-width, index type and creation time. The password comes from $QWEN3_SEARCH_POSTGRES_PASSWORD or
+width, index type, full-text language and creation time (PostgreSQL builds the full-text index
+from the texts as they arrive). The password comes from $QWEN3_SEARCH_POSTGRES_PASSWORD or
 libpq's PGPASSWORD / PGPASSFILE (or the DSN itself).
 
 Safe to run again: documents are upserted by id, so a second run completes an interrupted one.
@@ -68,8 +69,10 @@ async def migrate(stores: Sequence[DocumentStore], index: "PostgresIndexLike", *
     copied: dict[str, int] = {}
     for record in _catalog(stores, collection):
         started = time.perf_counter()
+        language = next((lang for store in stores if (lang := store.lexical_language(record.name))), None)
         info, created = await index.create_collection(record.name, record.model, record.dimensions,
-                                                      record.index_type, created_at=record.created_at)
+                                                      record.index_type, created_at=record.created_at,
+                                                      lexical_language=language or "simple")
         if created:
             await index.drop_index(record.name)  # built once at the end
         written = 0
@@ -97,7 +100,8 @@ class PostgresIndexLike(Protocol):
     """What migrate() needs of the target (PostgresIndex)."""
 
     async def create_collection(self, name: str, model: str, dimensions: int, index: str, *,
-                                created_at: float | None = None) -> tuple[CollectionInfo, bool]: ...
+                                created_at: float | None = None, lexical_language: str = "simple"
+                                ) -> tuple[CollectionInfo, bool]: ...
     async def drop_index(self, name: str) -> None: ...
     async def build_index(self, name: str) -> None: ...
     async def upsert(self, collection: CollectionInfo, documents: list[DocumentWrite]) -> int: ...

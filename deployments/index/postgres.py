@@ -65,6 +65,7 @@ from .errors import (
 )
 from .filters import ParsedFilter, parse_filter
 from .postgres_config import HNSW_HALFVEC_LIMIT, HNSW_VECTOR_LIMIT, PostgresConfig
+from .postgres_lexical import PostgresLexical
 from .validation import reject_duplicate_ids
 
 __all__ = ["PostgresIndex", "SCHEMA_VERSION", "MIN_PGVECTOR"]
@@ -144,8 +145,9 @@ def filter_sql(parsed: ParsedFilter, prefix: str = "f") -> tuple[sql.Composable,
     return sql.SQL(" AND ").join(clauses), params
 
 
-class PostgresIndex:
-    """A `CollectionIndex` over PostgreSQL + pgvector (see the module docstring)."""
+class PostgresIndex(PostgresLexical):
+    """A `CollectionIndex` over PostgreSQL + pgvector (see the module docstring; full-text search in
+    postgres_lexical.py)."""
 
     name = "postgres"
 
@@ -244,6 +246,7 @@ class PostgresIndex:
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(f"setup:{schema}"),))
                 await self._setup_extension(conn, user, where)
                 await self._setup_schema(conn, schema, user, database, where)
+                await self.setup_lexical(conn)
 
     async def _setup_extension(self, conn: psycopg.AsyncConnection, user: str, where: str) -> None:
         row = await (await conn.execute(
@@ -367,7 +370,8 @@ class PostgresIndex:
             return self._tables[name]
         async with self._transaction() as conn:
             row = await (await conn.execute(
-                "SELECT id, name, model, dimensions, index_type, created_at, index_method FROM collections "
+                "SELECT id, name, model, dimensions, index_type, created_at, index_method, lexical_language "
+                "FROM collections "
                 "WHERE name = %s", (name,))).fetchone()
         if row is None:
             self._tables.pop(name, None)
@@ -375,9 +379,10 @@ class PostgresIndex:
         return self._remember(row)
 
     def _remember(self, row: tuple[Any, ...]) -> _Table:
-        table_id, name, model, dimensions, index_type, created_at, method = row
+        table_id, name, model, dimensions, index_type, created_at, method, language = row
         table = _Table(int(table_id), CollectionInfo(name=name, model=model, dimensions=int(dimensions),
-                                                     index=index_type, created_at=float(created_at)), method)
+                                                     index=index_type, created_at=float(created_at),
+                                                     lexical_language=language), method)
         self._tables[name] = table
         return table
 
@@ -404,7 +409,8 @@ class PostgresIndex:
     # ------------------------------------------------------------------ collections
 
     async def create_collection(self, name: str, model: str, dimensions: int, index: str, *,
-                                created_at: float | None = None) -> tuple[CollectionInfo, bool]:
+                                created_at: float | None = None, lexical_language: str = "simple"
+                                ) -> tuple[CollectionInfo, bool]:
         """The collection and whether it was created; CollectionConflict when it exists with other settings.
 
         `created_at` keeps a migrated collection's original creation time.
@@ -416,18 +422,21 @@ class PostgresIndex:
         method = _index_method(dimensions, index, self.config.hnsw_precision)
         for _ in range(3):
             async with self._transaction() as conn:
+                await self.check_lexical_language(conn, lexical_language)
                 row = await (await conn.execute(
-                    "INSERT INTO collections (name, model, dimensions, index_type, index_method, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING "
-                    "RETURNING id, name, model, dimensions, index_type, created_at, index_method",
-                    (name, model, dimensions, index, method, time.time() if created_at is None else created_at),
+                    "INSERT INTO collections (name, model, dimensions, index_type, index_method, created_at, "
+                    "lexical_language) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING "
+                    "RETURNING id, name, model, dimensions, index_type, created_at, index_method, lexical_language",
+                    (name, model, dimensions, index, method, time.time() if created_at is None else created_at,
+                     lexical_language),
                 )).fetchone()
                 created = row is not None
                 if row is not None:  # the table comes into being in the same transaction as its row
                     await self._create_table(conn, self._remember(row))
                 else:  # it exists (an INSERT racing ours waited for it to commit)
                     row = await (await conn.execute(
-                        "SELECT id, name, model, dimensions, index_type, created_at, index_method FROM collections "
+                        "SELECT id, name, model, dimensions, index_type, created_at, index_method, lexical_language "
+                        "FROM collections "
                         "WHERE name = %s", (name,))).fetchone()
             if row is not None:
                 break
@@ -438,6 +447,10 @@ class PostgresIndex:
         table = self._remember(row)
         if not created:
             info = table.info
+            if info.lexical_language != lexical_language:
+                raise CollectionConflict(f"collection {name!r} exists with lexical_language "
+                                         f"{info.lexical_language!r}; delete it first to change it",
+                                         param="lexical_language")
             if (info.model, info.dimensions, info.index) != (model, dimensions, index):
                 raise CollectionConflict(
                     f"collection {name!r} exists with model {info.model!r}, {info.dimensions} dimensions and index "
@@ -452,6 +465,7 @@ class PostgresIndex:
             "embedding vector({}) NOT NULL)").format(self._qualified(table.table), sql.Literal(d)))
         await conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gin (metadata jsonb_path_ops)").format(
             sql.Identifier(f"{table.table}_metadata"), self._qualified(table.table)))
+        await self._add_lexical(conn, table.table, table.info.lexical_language)
         if hnsw and table.method != "none":
             await conn.execute(self._hnsw_ddl(table))
 
@@ -495,7 +509,8 @@ class PostgresIndex:
     async def list_collections(self) -> list[CollectionInfo]:
         async with self._transaction() as conn:
             rows = await (await conn.execute(
-                "SELECT id, name, model, dimensions, index_type, created_at, index_method FROM collections "
+                "SELECT id, name, model, dimensions, index_type, created_at, index_method, lexical_language "
+                "FROM collections "
                 "ORDER BY name")).fetchall()
             found = []
             for row in rows:
@@ -574,7 +589,8 @@ class PostgresIndex:
     async def _upsert_once(self, collection: CollectionInfo, rows: list[tuple[Any, ...]]) -> int:
         async with self._transaction() as conn:
             found = await (await conn.execute(
-                "SELECT id, name, model, dimensions, index_type, created_at, index_method FROM collections "
+                "SELECT id, name, model, dimensions, index_type, created_at, index_method, lexical_language "
+                "FROM collections "
                 "WHERE name = %s FOR SHARE", (collection.name,))).fetchone()
             if found is None or float(found[5]) != collection.created_at:
                 self._tables.pop(collection.name, None)

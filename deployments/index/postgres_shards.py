@@ -62,9 +62,10 @@ class PostgresShards:
         await asyncio.gather(*(s.close() for s in self.shards))
 
     # ----- collections -----
-    async def create_collection(self, name: str, model: str, dimensions: int, index: str
-                                ) -> tuple[CollectionInfo, bool]:
-        first, created = await self.shards[0].create_collection(name, model, dimensions, index)
+    async def create_collection(self, name: str, model: str, dimensions: int, index: str, *,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
+        first, created = await self.shards[0].create_collection(name, model, dimensions, index,
+                                                                lexical_language=lexical_language)
         await asyncio.gather(*(self._create_on(shard, first) for shard in self.shards[1:]))
         if created:
             return first, True
@@ -75,7 +76,8 @@ class PostgresShards:
         for _ in range(3):
             try:
                 info, _ = await shard.create_collection(first.name, first.model, first.dimensions, first.index,
-                                                        created_at=first.created_at)
+                                                        created_at=first.created_at,
+                                                        lexical_language=first.lexical_language)
             except CollectionConflict:
                 info = (await shard.get_collection(first.name))
                 if info.created_at == first.created_at:
@@ -174,7 +176,28 @@ class PostgresShards:
         for hits_per_query in per_shard:
             for q, hits in enumerate(hits_per_query):
                 merged[q].extend(hits)
-        return [sorted(hits, key=lambda h: -h.embedding_score)[:k] for hits in merged]
+        return [sorted(hits, key=lambda h: -(h.embedding_score or 0.0))[:k] for hits in merged]
+
+    async def lexical_search(self, collection: str, queries: list[str], k: int, filter_: dict[str, Any] | None
+                             ) -> list[list[Hit]]:
+        """Every shard's k best full-text matches, merged by score: ts_rank uses no corpus statistics, so
+        a document scores the same on whichever shard it lives and the merge is exact."""
+        current = await asyncio.gather(*(self._current(shard, collection) for shard in self.shards))
+
+        async def on(shard: PostgresIndex) -> list[list[Hit]]:
+            try:
+                return await shard.lexical_search(collection, queries, k, filter_)
+            except CollectionNotFound:
+                if shard is self.shards[0]:
+                    raise
+                return [[] for _ in queries]
+
+        per_shard = await asyncio.gather(*(on(s) for s, ok in zip(self.shards, current, strict=True) if ok))
+        merged: list[list[Hit]] = [[] for _ in queries]
+        for hits_per_query in per_shard:
+            for q, hits in enumerate(hits_per_query):
+                merged[q].extend(hits)
+        return [sorted(hits, key=lambda h: (-(h.lexical_score or 0.0), h.id))[:k] for hits in merged]
 
     async def _search_on(self, shard: PostgresIndex, collection: str, queries: np.ndarray, k: int,
                          filter_: dict[str, Any] | None, exact: bool) -> list[list[Hit]]:

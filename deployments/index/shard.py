@@ -10,6 +10,7 @@ A shard must run as exactly one replica: it owns its file and its in-memory inde
 """
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ..engine.errors import EngineError
 from ..jobs import Refusal
 from .errors import CollectionConflict, CollectionNotFound, DocumentNotFound
 from .filters import MetadataIndex, parse_filter
+from .lexical import DEFAULT_LEXICAL_LANGUAGE
 from .store import CollectionRecord, DocumentStore
 from .validation import reject_duplicate_ids
 from .vectors import VectorSet
@@ -30,6 +32,7 @@ from .vectors import VectorSet
 __all__ = ["IndexShard", "shard_path"]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def shard_path(storage_path: str, shard: int) -> Path:
@@ -59,6 +62,8 @@ class IndexShard:
         for record in self.store.collections():
             self._load(record)
         self.load_seconds = time.perf_counter() - started
+        for name, count in self.store.lexical_built.items():  # an upgrade, or a changed text preparation
+            logger.info("shard %d: built the full-text index of collection %r (%d documents)", shard, name, count)
 
     def _load(self, record: CollectionRecord) -> _Collection:
         collection = _Collection(record, self._vector_options)
@@ -86,19 +91,22 @@ class IndexShard:
         return collection
 
     # ----- collections -----
-    def _create(self, name: str, model: str, dimensions: int, index_type: str) -> dict[str, Any]:
-        record, created = self.store.create_collection(name, model, dimensions, index_type)
+    def _create(self, name: str, model: str, dimensions: int, index_type: str,
+                lexical_language: str = DEFAULT_LEXICAL_LANGUAGE) -> dict[str, Any]:
+        record, created = self.store.create_collection(name, model, dimensions, index_type,
+                                                       lexical_language=lexical_language)
         if name not in self._collections:
             self._collections[name] = _Collection(record, self._vector_options)
-        return {**record.as_dict(), "created": created}
+        return {**record.as_dict(), "lexical_language": lexical_language, "created": created}
 
-    async def create_collection(self, name: str, model: str, dimensions: int, index_type: str
-                                ) -> dict[str, Any] | Refusal:
-        return await self._run(self._create, name, model, dimensions, index_type)
+    async def create_collection(self, name: str, model: str, dimensions: int, index_type: str,
+                                lexical_language: str = DEFAULT_LEXICAL_LANGUAGE) -> dict[str, Any] | Refusal:
+        return await self._run(self._create, name, model, dimensions, index_type, lexical_language)
 
     def _describe(self, name: str) -> dict[str, Any]:
         collection = self._get(name)
-        return {**collection.record.as_dict(), "count": len(collection.vectors)}
+        return {**collection.record.as_dict(), "count": len(collection.vectors),
+                "lexical_language": self.store.lexical_language(name) or DEFAULT_LEXICAL_LANGUAGE}
 
     async def collection(self, name: str) -> dict[str, Any] | Refusal:
         return await self._run(self._describe, name)
@@ -186,6 +194,24 @@ class IndexShard:
                      exact: bool = False) -> list[list[dict[str, Any]]] | Refusal:
         """The k best documents per query on this shard, with text and metadata, best first."""
         return await self._run(self._search, name, queries, k, filter_, exact)
+
+    def _lexical_search(self, name: str, queries: list[str], k: int, filter_: dict[str, Any] | None
+                        ) -> list[list[dict[str, Any]]]:
+        parsed = parse_filter(filter_)
+        collection = self._collections.get(name)
+        if collection is None:
+            return [[] for _ in queries]
+        allowed = collection.metadata.matching(parsed) if parsed else None
+        found = self.store.lexical_search(name, queries, k, allowed)
+        rows = self.store.rows(sorted({label for hits in found for label, _ in hits}))
+        return [[{"id": rows[label].id, "text": rows[label].text, "metadata": rows[label].metadata,
+                  "lexical_score": score} for label, score in hits if label in rows]
+                for hits in found]
+
+    async def lexical_search(self, name: str, queries: list[str], k: int, filter_: dict[str, Any] | None = None
+                             ) -> list[list[dict[str, Any]]] | Refusal:
+        """The k best full-text (BM25) matches per query on this shard, with text and metadata, best first."""
+        return await self._run(self._lexical_search, name, queries, k, filter_)
 
     async def ping(self) -> str:
         return "ok"

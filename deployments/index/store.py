@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CollectionConflict, CollectionNotFound, StorageLayoutError
+from .lexical import DEFAULT_LEXICAL_LANGUAGE, FtsIndex
 
 __all__ = ["CollectionRecord", "StoredRow", "StoredDocument", "DocumentStore", "read_layout"]
 
@@ -87,6 +88,23 @@ class DocumentStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
         self._check_layout(shard, shards)
+        self.lexical = FtsIndex(self._db)  # full-text index, written in the same transactions (lexical.py)
+        self.lexical_built = self._build_lexical()
+
+    def _build_lexical(self) -> dict[str, int]:
+        """Build the FTS table of every collection that has none of this version or an incomplete one
+        (a file written before lexical search existed): from the stored texts, without re-embedding.
+        Returns the documents indexed per rebuilt collection."""
+        built = {}
+        with self._lock, self._transaction():
+            self.lexical.drop_orphans()
+            for (name,) in self._db.execute("SELECT name FROM collections").fetchall():
+                count = int(self._db.execute("SELECT count(*) FROM documents WHERE collection=?",
+                                             (name,)).fetchone()[0])
+                if self.lexical.needs_build(name, count):
+                    rows = self._db.execute("SELECT rowid, text FROM documents WHERE collection=?", (name,))
+                    built[name] = self.lexical.rebuild(name, rows)
+        return built
 
     def _check_layout(self, shard: int, shards: int) -> None:
         expected = {"shard": str(shard), "shards": str(shards)}
@@ -108,12 +126,17 @@ class DocumentStore:
             self._db.close()
 
     # ----- collections -----
-    def create_collection(self, name: str, model: str, dimensions: int, index_type: str) -> tuple[CollectionRecord,
-                                                                                                    bool]:
+    def create_collection(self, name: str, model: str, dimensions: int, index_type: str, *,
+                          lexical_language: str = DEFAULT_LEXICAL_LANGUAGE) -> tuple[CollectionRecord, bool]:
         """The collection and whether this call created it; CollectionConflict if it differs."""
         with self._lock, self._transaction():
             existing = self._collection(name)
             if existing is not None:
+                language = self.lexical.language(name)
+                if language != lexical_language:
+                    raise CollectionConflict(
+                        f"collection {name!r} exists with lexical_language {language!r}; delete it first to "
+                        "change it", param="lexical_language")
                 if (existing.model, existing.dimensions, existing.index_type) != (model, dimensions, index_type):
                     raise CollectionConflict(
                         f"collection {name!r} exists with model {existing.model!r}, {existing.dimensions} dimensions "
@@ -124,6 +147,7 @@ class DocumentStore:
             record = CollectionRecord(name, model, dimensions, index_type, time.time())
             self._db.execute("INSERT INTO collections VALUES (?, ?, ?, ?, ?)",
                              (name, model, dimensions, index_type, record.created_at))
+            self.lexical.create(name, lexical_language)
             return record, True
 
     def _collection(self, name: str) -> CollectionRecord | None:
@@ -146,6 +170,7 @@ class DocumentStore:
 
     def delete_collection(self, name: str) -> bool:
         with self._lock, self._transaction():
+            self.lexical.drop(name)
             return self._db.execute("DELETE FROM collections WHERE name=?", (name,)).rowcount > 0
 
     # ----- documents -----
@@ -157,6 +182,8 @@ class DocumentStore:
                 raise CollectionNotFound(f"collection {collection!r} does not exist", param="name")
             labels = []
             for doc_id, text, metadata, vector in documents:
+                old = self._db.execute("SELECT text FROM documents WHERE collection=? AND id=?",
+                                       (collection, doc_id)).fetchone()
                 row = self._db.execute(
                     "INSERT INTO documents(collection, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT(collection, id) DO UPDATE SET text=excluded.text, metadata=excluded.metadata, "
@@ -165,13 +192,16 @@ class DocumentStore:
                      np.ascontiguousarray(vector, dtype="<f4").tobytes()),
                 ).fetchone()
                 labels.append(int(row[0]))
+                self.lexical.write(collection, int(row[0]), text, old[0] if old else None)
             return labels
 
     def delete(self, collection: str, doc_id: str) -> int | None:
         """The deleted document's label, or None when there was no such document."""
         with self._lock, self._transaction():
-            row = self._db.execute("DELETE FROM documents WHERE collection=? AND id=? RETURNING rowid",
+            row = self._db.execute("DELETE FROM documents WHERE collection=? AND id=? RETURNING rowid, text",
                                    (collection, doc_id)).fetchone()
+            if row:
+                self.lexical.delete(collection, int(row[0]), row[1])
             return int(row[0]) if row else None
 
     def get(self, collection: str, doc_id: str) -> StoredRow | None:
@@ -192,6 +222,16 @@ class DocumentStore:
                     f"SELECT rowid, id, text, metadata FROM documents WHERE rowid IN ({','.join('?' * len(chunk))})",
                     chunk).fetchall()
         return {int(row[0]): _stored(row) for row in found}
+
+    def lexical_language(self, collection: str) -> str | None:
+        with self._lock:
+            return self.lexical.language(collection)
+
+    def lexical_search(self, collection: str, queries: Sequence[str], k: int, allowed: set[int] | None
+                       ) -> list[list[tuple[int, float]]]:
+        """Per query, (label, BM25 score) of its k best full-text matches among `allowed` (all when None)."""
+        with self._lock:
+            return [self.lexical.search(collection, query, k, allowed) for query in queries]
 
     def count(self, collection: str) -> int:
         with self._lock:

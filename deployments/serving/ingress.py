@@ -13,10 +13,10 @@ from ray.serve.exceptions import BackPressureError
 
 from ..catalog import ModelEntry, ModelKind, resolve_entry
 from ..config import LimitsConfig
+from ..engine.tokenization import TokenSpan
 from ..http import create_app
 from ..http.metrics import APIMetrics
 from ..index.base import CollectionInfo
-from ..engine.tokenization import TokenSpan
 from ..jobs import (
     DecodeJob,
     EmbedJob,
@@ -83,9 +83,9 @@ class HandleSearchService:
     async def _call(self, method: str, *args: Any) -> Any:
         return await _call(self._pipeline, method, *args, what="the search pipeline")
 
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                ) -> tuple[CollectionInfo, bool]:
-        return await self._call("create_collection", name, model, dimensions, index)
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
+        return await self._call("create_collection", name, model, dimensions, index, lexical_language)
 
     async def list_collections(self) -> list[CollectionInfo]:
         return await self._call("list_collections")

@@ -1,6 +1,7 @@
 """SearchPipeline: collections and search composed from the other deployments' handles.
 
-embed (Embedder) -> ANN search (a `CollectionIndex`) -> rerank (Reranker). Each stage stays
+embed (Embedder) -> ANN search (a `CollectionIndex`) -> rerank (Reranker); or full-text search in
+place of (mode lexical) or beside (mode hybrid, reciprocal rank fusion) the vector search. Each stage stays
 its own deployment or service, so embedders, the index and rerankers scale on their own; the
 pipeline itself is stateless and may have any number of replicas.
 
@@ -26,6 +27,8 @@ from ..errors import APIError
 from ..index.base import CollectionIndex, CollectionInfo, DocumentWrite
 from ..index.errors import InvalidIndexRequest
 from ..index.filters import parse_filter
+from ..index.fusion import FusedHit, ranked, reciprocal_rank_fusion
+from ..index.lexical import DEFAULT_LEXICAL_LANGUAGE
 from ..index.validation import reject_duplicate_ids
 from ..jobs import (
     EmbedJob,
@@ -51,8 +54,12 @@ class SearchPipeline:
     """Stateless orchestration of collections, uploads and searches over one `CollectionIndex`."""
 
     def __init__(self, *, models: list[ModelEntry], handles: dict[str, Any], shards: list[Any] | None = None,
-                 index: CollectionIndex | None = None, embed_chunk: int = 64) -> None:
+                 index: CollectionIndex | None = None, postgres: Any = None, embed_chunk: int = 64) -> None:
         self.entries = [entry.bound(handles) for entry in models]
+        if index is None and postgres is not None:  # a PostgresConfig: this replica's own pools
+            from ..index.postgres import PostgresIndex
+
+            index = PostgresIndex(postgres)
         if index is None:
             if not shards:
                 raise ValueError("give the index shards' handles or a CollectionIndex")
@@ -93,12 +100,13 @@ class SearchPipeline:
                 sum(o.timings.tokens for o in outcomes))
 
     # ----- collections -----
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = DEFAULT_LEXICAL_LANGUAGE
                                 ) -> tuple[CollectionInfo, bool] | Refusal:
-        return await self._guard(self._create_collection(name, model, dimensions, index))
+        return await self._guard(self._create_collection(name, model, dimensions, index, lexical_language))
 
-    async def _create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                 ) -> tuple[CollectionInfo, bool]:
+    async def _create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                 lexical_language: str) -> tuple[CollectionInfo, bool]:
         from clients.types.collections import valid_collection_name
 
         if not valid_collection_name(name):
@@ -110,7 +118,8 @@ class SearchPipeline:
             raise InvalidIndexRequest(
                 f"dimensions must be from {min(MIN_DIMENSIONS, full)} to {full} for model {entry.name!r}, not {width}",
                 param="dimensions")
-        return await self.index.create_collection(name, entry.name, width, index)
+        return await self.index.create_collection(name, entry.name, width, index,
+                                                  lexical_language=lexical_language)
 
     async def get_collection(self, name: str) -> CollectionInfo | Refusal:
         return await self._guard(self.index.get_collection(name))
@@ -151,13 +160,16 @@ class SearchPipeline:
         started = time.perf_counter()
         parse_filter(job.filter)  # a bad filter fails before any model runs
         record = await self.index.get_collection(name)
-        vectors, embed_inference, queue, tokens = await self._embed(
-            record.model, job.queries, dimensions=record.dimensions, query=True, truncate=job.truncate,
-            instruction=job.instruction)
+        embed_inference, queue, tokens = 0.0, 0.0, 0
+        vectors = None
+        if job.mode != "lexical":  # a lexical search needs no query embedding
+            vectors, embed_inference, queue, tokens = await self._embed(
+                record.model, job.queries, dimensions=record.dimensions, query=True, truncate=job.truncate,
+                instruction=job.instruction)
         embedded = time.perf_counter()
-        candidates = await self.index.search(name, vectors, job.top_k, job.filter, job.exact)
+        candidates = await self._candidates(name, job, vectors)
         searched = time.perf_counter()
-        scores: list[list[float]] = [[h.embedding_score for h in hits] for hits in candidates]
+        scores: list[list[float]] = [[h.retriever_score for h in hits] for hits in candidates]
         rerank_inference = 0.0
         if job.rerank and any(candidates):
             entry = resolve_entry(self.entries, "reranker", job.reranker)
@@ -175,12 +187,31 @@ class SearchPipeline:
             order = sorted(range(len(hits)), key=lambda i: -hit_scores[i])[: job.top_n]
             results.append([SearchHitOut(id=hits[i].id, text=hits[i].text,
                                          metadata=hits[i].metadata if job.return_metadata else None,
-                                         score=float(hit_scores[i]), embedding_score=hits[i].embedding_score)
+                                         score=float(hit_scores[i]), embedding_score=hits[i].embedding_score,
+                                         lexical_score=hits[i].lexical_score, fused_score=hits[i].fused_score,
+                                         retrievers=hits[i].retrievers)
                             for i in order])
         timings = {"embed_ms": (embedded - started) * 1000, "search_ms": (searched - embedded) * 1000,
                    "rerank_ms": (finished - searched) * 1000, "total_ms": (finished - started) * 1000}
         return SearchOutcome(results=results, timings_ms=timings, inference_s=embed_inference + rerank_inference,
                              queue_s=queue, tokens=tokens)
+
+    async def _candidates(self, name: str, job: SearchJob, vectors: np.ndarray | None) -> list[list[FusedHit]]:
+        """Per query, the candidates for the reranker: one retriever's `top_k`, or in hybrid mode each
+        retriever's `top_k` fused by RRF and cut at `top_k` (so the reranker's work does not grow)."""
+        if job.mode == "lexical":
+            lexical = await self.index.lexical_search(name, job.queries, job.top_k, job.filter)
+            return [ranked(hits, "lexical") for hits in lexical]
+        assert vectors is not None
+        if job.mode == "dense":
+            dense = await self.index.search(name, vectors, job.top_k, job.filter, job.exact)
+            return [ranked(hits, "dense") for hits in dense]
+        dense, lexical = await asyncio.gather(
+            self.index.search(name, vectors, job.top_k, job.filter, job.exact),
+            self.index.lexical_search(name, job.queries, job.top_k, job.filter))
+        return [reciprocal_rank_fusion({"dense": d, "lexical": lex}, rrf_k=job.rrf_k, weights=job.weights,
+                                       limit=job.top_k)
+                for d, lex in zip(dense, lexical, strict=True)]
 
     async def ping(self) -> str:
         return "ok"

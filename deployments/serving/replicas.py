@@ -19,8 +19,8 @@ from ..config import EmbeddingModelConfig, RerankerModelConfig
 from ..engine.backend import RerankInputs
 from ..engine.embedding import EmbeddingEngine
 from ..engine.errors import EngineError, InvalidInputError
-from ..engine.tokenization import TokenSpan, check_token_ids, list_tokens
 from ..engine.reranking import RerankEngine
+from ..engine.tokenization import TokenSpan, check_token_ids, list_tokens
 from ..engine.vectors import check_dimensions, truncate_and_normalize
 from ..jobs import (
     BatchTimings,

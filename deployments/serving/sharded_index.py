@@ -5,6 +5,11 @@ record (created first, deleted last). With one shard an upload is all or nothing
 several, each shard's share is, and a retry (idempotent by id) completes an interrupted one.
 A collection exists on every shard from its creation; a shard never creates one during an
 upload, so a delete that lands while an upload is in flight stays final (the upload gets 404).
+
+Lexical search asks every shard for its k best BM25 matches and keeps the k best by score. Each
+shard's BM25 statistics (document frequencies, average length) are its own; documents are spread
+by a hash of their id, so the shards' statistics agree closely on any collection big enough to
+shard, and the merged ranking is that of one index up to that sampling noise.
 """
 
 import asyncio
@@ -12,6 +17,7 @@ import hashlib
 from typing import Any
 
 from ..index.base import CollectionInfo, DocumentWrite, Hit
+from ..index.lexical import DEFAULT_LEXICAL_LANGUAGE
 from ..index.validation import reject_duplicate_ids
 from ..jobs import Refusal, unwrap
 
@@ -25,7 +31,8 @@ def shard_of(doc_id: str, shards: int) -> int:
 
 def _info(record: dict[str, Any], count: int) -> CollectionInfo:
     return CollectionInfo(name=record["name"], model=record["model"], dimensions=int(record["dimensions"]),
-                          index=record["index"], created_at=float(record["created_at"]), count=count)
+                          index=record["index"], created_at=float(record["created_at"]), count=count,
+                          lexical_language=record.get("lexical_language", DEFAULT_LEXICAL_LANGUAGE))
 
 
 class ShardedIndex:
@@ -53,10 +60,12 @@ class ShardedIndex:
             total += int(answer["count"])
         return total
 
-    async def create_collection(self, name: str, model: str, dimensions: int, index: str
-                                ) -> tuple[CollectionInfo, bool]:
-        first = unwrap(await self.shards[0].create_collection.remote(name, model, dimensions, index))
-        for result in await asyncio.gather(*(s.create_collection.remote(name, model, dimensions, index)
+    async def create_collection(self, name: str, model: str, dimensions: int, index: str, *,
+                                lexical_language: str = DEFAULT_LEXICAL_LANGUAGE) -> tuple[CollectionInfo, bool]:
+        first = unwrap(await self.shards[0].create_collection.remote(name, model, dimensions, index,
+                                                                     lexical_language))
+        for result in await asyncio.gather(*(s.create_collection.remote(name, model, dimensions, index,
+                                                                        lexical_language)
                                              for s in self.shards[1:])):
             unwrap(result)
         created = bool(first.pop("created"))
@@ -87,7 +96,7 @@ class ShardedIndex:
             by_shard.setdefault(shard_of(doc.id, len(self.shards)), []).append(
                 (doc.id, doc.text, doc.metadata, doc.vector))
         record = {"name": collection.name, "model": collection.model, "dimensions": collection.dimensions,
-                  "index": collection.index}
+                  "index": collection.index, "lexical_language": collection.lexical_language}
         results = await asyncio.gather(*(self.shards[i].upsert.remote(record, docs) for i, docs in by_shard.items()))
         return sum(int(unwrap(result)) for result in results)
 
@@ -110,7 +119,17 @@ class ShardedIndex:
         for shard_hits in per_shard:
             for q, hits in enumerate(unwrap(shard_hits)):
                 candidates[q].extend(Hit(h["id"], h["text"], h["metadata"], h["embedding_score"]) for h in hits)
-        return [sorted(hits, key=lambda h: -h.embedding_score)[:k] for hits in candidates]
+        return [sorted(hits, key=lambda h: -(h.embedding_score or 0.0))[:k] for hits in candidates]
+
+    async def lexical_search(self, collection: str, queries: list[str], k: int, filter_: dict[str, Any] | None
+                             ) -> list[list[Hit]]:
+        per_shard = await asyncio.gather(*(s.lexical_search.remote(collection, queries, k, filter_)
+                                           for s in self.shards))
+        candidates: list[list[Hit]] = [[] for _ in range(len(queries))]
+        for shard_hits in per_shard:
+            for q, hits in enumerate(unwrap(shard_hits)):
+                candidates[q].extend(Hit(h["id"], h["text"], h["metadata"], None, h["lexical_score"]) for h in hits)
+        return [sorted(hits, key=lambda h: (-(h.lexical_score or 0.0), h.id))[:k] for hits in candidates]
 
     async def health(self) -> dict[str, str]:
         return {}  # each shard is its own deployment, pinged by the ingress

@@ -190,7 +190,12 @@ class FakeServer:
             answers = []
             for query in queries:
                 hits = sorted(store.values(), key=lambda d: -fake_score(query, d["text"]))[: body.get("top_n", 10)]
-                answers.append({"results": [{**h, "score": fake_score(query, h["text"]), "embedding_score": 0.5}
+                mode = body.get("mode", "dense")
+                found_by = {"dense": {"dense": 1}, "lexical": {"lexical": 1}, "hybrid": {"dense": 2, "lexical": 1}}
+                answers.append({"results": [{**h, "score": fake_score(query, h["text"]),
+                                             "embedding_score": None if mode == "lexical" else 0.5,
+                                             "lexical_score": None if mode == "dense" else 3.0,
+                                             "retrievers": found_by[mode]}
                                             for h in hits], "timings": {"total_ms": 1.0}})
             return answer(answers[0] if isinstance(body["query"], str) else answers)
         return error(404, "not_found_error", "no route")

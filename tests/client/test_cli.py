@@ -139,6 +139,25 @@ def test_search_prints_a_ranked_table_and_json(fake_cli, capsys):
     assert fake_cli.seen[-1].body["filter"] == {"topic": "paris"} and "timings" in body
 
 
+def test_search_modes_send_their_fields_and_print_who_found_each_hit(fake_cli, capsys):
+    """Double: the answer's retrievers and scores are set by the fake per mode."""
+    fake_cli.collections["parts"] = {i: {"id": i, "text": f"part {i}", "metadata": None} for i in ("a", "b")}
+    assert cli.main(["search", "parts", "XQ-7731", "--mode", "hybrid", "--weights", "dense=1,lexical=2",
+                     "--rrf-k", "30", "--no-rerank"]) == cli.EXIT_OK
+    sent = fake_cli.seen[-1].body
+    assert (sent["mode"], sent["weights"], sent["rrf_k"], sent["rerank"]) == (
+        "hybrid", {"dense": 1.0, "lexical": 2.0}, 30, False)
+    lines = capsys.readouterr().out.splitlines()
+    assert "(hybrid)" in lines[0] and lines[1].split()[:6] == ["rank", "rrf", "cosine", "lexical", "found", "by"]
+    assert lines[2].split()[4:6] == ["d2", "l1"]
+    assert cli.main(["search", "parts", "XQ-7731", "--mode", "lexical"]) == cli.EXIT_OK
+    assert fake_cli.seen[-1].body["mode"] == "lexical" and "weights" not in fake_cli.seen[-1].body
+    assert capsys.readouterr().out.splitlines()[1].split()[:4] == ["rank", "score", "cosine", "lexical"]
+    for bad in (["--weights", "dense=1"], ["--mode", "hybrid", "--weights", "dense:1"], ["--rrf-k", "5"]):
+        assert cli.main(["search", "parts", "q", *bad]) == cli.EXIT_USAGE
+    assert "--mode hybrid" in capsys.readouterr().err
+
+
 def test_exit_codes(fake_cli, capsys):
     """Double: a deployment down and an unknown collection, on demand."""
     assert cli.main(["collections", "show", "missing"]) == cli.EXIT_API_ERROR

@@ -15,9 +15,9 @@ import numpy as np
 
 from deployments.catalog import ModelEntry, ModelKind, resolve_entry
 from deployments.config import LimitsConfig
+from deployments.engine.tokenization import TokenSpan
 from deployments.http.metrics import APIMetrics
 from deployments.index.base import CollectionInfo
-from deployments.engine.tokenization import TokenSpan
 from deployments.index.errors import CollectionNotFound, DocumentNotFound
 from deployments.jobs import (
     BatchTimings,
@@ -74,15 +74,15 @@ class FakeSearchService:
             raise CollectionNotFound(f"collection {name!r} does not exist", param="name")
         info = self.collections[name]
         return CollectionInfo(info.name, info.model, info.dimensions, info.index, info.created_at,
-                              len(self.documents[name]))
+                              len(self.documents[name]), info.lexical_language)
 
-    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str
-                                ) -> tuple[CollectionInfo, bool]:
+    async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
+                                lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
         self._take_error()
         if name in self.collections:
             return self._get(name), False
         self.collections[name] = CollectionInfo(name, model or "fake-embed", dimensions or DIMENSIONS, index,
-                                                time.time())
+                                                time.time(), lexical_language=lexical_language)
         self.documents[name] = {}
         return self._get(name), True
 
@@ -121,8 +121,13 @@ class FakeSearchService:
         self.last_job = job
         results = []
         for query in job.queries:
+            # what each mode reports about a hit, not how it ranks (tests/serving checks that)
+            dense = None if job.mode == "lexical" else 0.5
+            lexical = None if job.mode == "dense" else 2.0
+            ranks = {"dense": {"dense": 1}, "lexical": {"lexical": 1}, "hybrid": {"dense": 2, "lexical": 1}}[job.mode]
             hits = [SearchHitOut(doc_id, text, metadata if job.return_metadata else None,
-                                 pair_logit(query, text), 0.5)
+                                 pair_logit(query, text), dense, lexical,
+                                 1 / 62 + 1 / 61 if job.mode == "hybrid" else None, ranks)
                     for doc_id, (text, metadata) in self.documents[name].items()]
             results.append(sorted(hits, key=lambda h: -h.score)[: job.top_n])
         return SearchOutcome(results=results, timings_ms={"embed_ms": 1.0, "search_ms": 2.0, "rerank_ms": 3.0,

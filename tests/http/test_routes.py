@@ -289,3 +289,37 @@ async def test_openapi_lists_the_errors_really_sent(http):
     embeddings = spec["paths"]["/v1/embeddings"]["post"]["responses"]
     assert {"400", "401", "404", "413", "422", "429", "503"} <= set(embeddings)
     assert "409" in spec["paths"]["/v1/collections/{name}"]["put"]["responses"]
+
+
+async def test_search_modes_and_their_validation(http, service):
+    assert (await http.put("/v1/collections/docs", json={"lexical_language": "english"})).status_code == 201
+    assert Collection.model_validate((await http.get("/v1/collections/docs")).json()).lexical_language == "english"
+    await http.post("/v1/collections/docs/documents", json={"documents": [{"id": "a", "text": "part XQ-7731"}]})
+    for mode, ranks in (("dense", {"dense": 1}), ("lexical", {"lexical": 1}), ("hybrid", {"dense": 2, "lexical": 1})):
+        r = await http.post("/v1/collections/docs/search", json={"query": "XQ-7731", "mode": mode})
+        assert r.status_code == 200, r.text
+        (hit,) = SearchResult.model_validate(r.json()).results
+        assert hit.retrievers == ranks and (hit.lexical_score is None) == (mode == "dense")
+        assert (hit.embedding_score is None) == (mode == "lexical") and (hit.fused_score is None) == (mode != "hybrid")
+        assert service.search.last_job is not None and service.search.last_job.mode == mode
+    r = await http.post("/v1/collections/docs/search", json={"query": "x", "mode": "hybrid", "rrf_k": 10,
+                                                             "weights": {"lexical": 2}})
+    assert r.status_code == 200
+    job = service.search.last_job
+    assert job is not None and job.rrf_k == 10 and job.weights == {"dense": 1.0, "lexical": 2.0}
+    assert (await http.post("/v1/collections/docs/search", json={"query": "x"})).status_code == 200
+    assert service.search.last_job.mode == "dense" and service.search.last_job.weights is None  # the default
+
+    bad = [({"mode": "sparse"}, "mode"),
+           ({"mode": "hybrid", "weights": {"dense": -1}}, "weights.dense"),
+           ({"mode": "hybrid", "weights": {"dense": 0, "lexical": 0}}, "weights"),
+           ({"mode": "hybrid", "weights": {"bm25": 1}}, "weights.bm25"),
+           ({"mode": "hybrid", "rrf_k": 0}, "rrf_k"),
+           ({"weights": {"dense": 1}}, "weights"),  # fusion settings without hybrid mode
+           ({"mode": "lexical", "rrf_k": 30}, "rrf_k")]
+    for fields, param in bad:
+        r = await http.post("/v1/collections/docs/search", json={"query": "x", **fields})
+        assert r.status_code == 422, (fields, r.text)
+        assert r.json()["error"]["param"] == param, (fields, r.json())
+    r = await http.put("/v1/collections/other", json={"lexical_language": "Not A Language!"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "lexical_language"

@@ -460,7 +460,7 @@ async def test_sigkill_during_ingest_keeps_every_acknowledged_document(own_pg_se
 
 async def test_shards_split_documents_by_the_pipelines_hash_and_merge_exactly(pg_server: PgServer) -> None:
     from deployments.index.postgres_shards import PostgresShards, shard_of
-    from deployments.pipeline import shard_of as pipeline_shard_of
+    from deployments.serving.sharded_index import shard_of as pipeline_shard_of
 
     shards = [make_index(pg_server.dsn) for _ in range(3)]
     index = PostgresShards(shards)

@@ -163,6 +163,30 @@ def test_search_without_rerank_finds_the_answer_with_exact_embedding_scores(http
     assert body["timings"]["total_ms"] >= body["timings"]["embed_ms"]
 
 
+def test_lexical_and_hybrid_modes_find_an_exact_code_over_real_http(http, facts):
+    """A part code the MiniLM embedding cannot tell from its neighbours: lexical and hybrid find it, the
+    hits say which retriever found them, filters hold, a bad mode is a 422 naming the field."""
+    name = unique("parts")
+    assert http.put(f"/v1/collections/{name}", json={"model": "all-MiniLM-L6-v2",
+                                                     "lexical_language": "english"}).status_code == 201
+    upload(http, name, [{"id": f"p{i}", "text": f"Replacement seal kit for the pump, part code XQ-{7700 + i}",
+                         "metadata": {"odd": i % 2 == 1}} for i in range(60)])
+    query = {"query": "seal kit XQ-7731", "top_k": 10, "top_n": 10, "rerank": False}
+    lexical = http.post(f"/v1/collections/{name}/search", json={**query, "mode": "lexical"}).json()["results"]
+    assert lexical[0]["id"] == "p31" and lexical[0]["retrievers"] == {"lexical": 1}
+    assert lexical[0]["embedding_score"] is None and lexical[0]["lexical_score"] > lexical[1]["lexical_score"]
+    hybrid = http.post(f"/v1/collections/{name}/search", json={**query, "mode": "hybrid",
+                                                                "filter": {"odd": True}}).json()["results"]
+    by_id = {h["id"]: h for h in hybrid}
+    assert "p31" in by_id and by_id["p31"]["retrievers"]["lexical"] == 1 and by_id["p31"]["fused_score"] > 0
+    assert all(h["metadata"] == {"odd": True} for h in hybrid)
+    reranked = http.post(f"/v1/collections/{name}/search", json={"query": "XQ-7731", "mode": "hybrid",
+                                                                  "top_k": 10, "top_n": 3}).json()["results"]
+    assert len(reranked) == 3 and all(h["retrievers"] for h in reranked)
+    bad = http.post(f"/v1/collections/{name}/search", json={"query": "x", "mode": "bm25"})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "mode"
+
+
 def test_rerank_scores_are_the_rerankers_and_order_the_results(http, serve_app, facts):
     body = http.post(f"/v1/collections/{facts}/search",
                      json={"query": "capital city", "top_k": 5, "top_n": 3, "instruction": "Find the capital"})

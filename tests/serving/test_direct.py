@@ -121,3 +121,58 @@ async def test_pipeline_over_local_shards_and_models(embedder, reranker, tmp_pat
     await pipeline.delete_collection("docs")
     refusal = await pipeline.get_collection("docs")
     assert isinstance(refusal, Refusal) and isinstance(refusal.error, CollectionNotFound)
+
+
+class _Counting(LocalHandle):
+    """A LocalHandle that counts the calls of each method."""
+
+    def __init__(self, target: Any) -> None:
+        super().__init__(target)
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> _Remote:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return super().__getattr__(name)
+
+
+async def test_pipeline_search_modes(embedder, reranker, tmp_path):
+    shards = [IndexShard(i, 2, str(tmp_path)) for i in range(2)]
+    embed_handle = _Counting(embedder)
+    models = [ModelEntry("tiny", "embedding", "tiny", "Embedder", True),
+              ModelEntry("tiny-rr", "reranker", "tiny-rr", "Reranker", True)]
+    pipeline = SearchPipeline(models=models, handles={"Embedder": embed_handle, "Reranker": LocalHandle(reranker)},
+                              shards=[LocalHandle(s) for s in shards])
+    info, _ = await pipeline.create_collection("docs", None, 32, "auto", "english")
+    assert info.lexical_language == "english"
+    texts = [f"replacement seal kit for pump model XQ-{7700 + i}" for i in range(20)]
+    await pipeline.upsert("docs", [(f"d{i}", t, {"even": i % 2 == 0}) for i, t in enumerate(texts)])
+    embedded = embed_handle.calls.get("embed", 0)
+
+    lexical = await pipeline.search("docs", SearchJob(queries=["XQ-7713 pumps"], mode="lexical", top_k=5, top_n=5,
+                                                      rerank=False))
+    assert embed_handle.calls.get("embed", 0) == embedded  # no query embedding in lexical mode
+    hits = lexical.results[0]
+    assert hits[0].id == "d13" and hits[0].retrievers == {"lexical": 1} and hits[0].embedding_score is None
+    assert hits[0].score == hits[0].lexical_score and lexical.timings_ms["embed_ms"] < 50
+
+    hybrid = await pipeline.search("docs", SearchJob(queries=["XQ-7713 pumps"], mode="hybrid", top_k=6, top_n=6,
+                                                     rerank=False, filter={"even": False}))
+    hits = hybrid.results[0]
+    found = {h.id: h for h in hits}
+    assert len(hits) == 6 and "d13" in found and found["d13"].retrievers["lexical"] == 1
+    assert all(h.metadata == {"even": False} for h in hits)
+    assert all(h.fused_score is not None and h.score == h.fused_score for h in hits)
+    assert any(set(h.retrievers or {}) == {"dense", "lexical"} for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    weighted = await pipeline.search("docs", SearchJob(queries=["XQ-7713"], mode="hybrid", top_k=4, top_n=4,
+                                                       rerank=False, weights={"dense": 1.0, "lexical": 0.0}))
+    dense = await pipeline.search("docs", SearchJob(queries=["XQ-7713"], top_k=4, top_n=4, rerank=False))
+    assert [h.id for h in weighted.results[0]] == [h.id for h in dense.results[0]]  # lexical weight 0: dense order
+
+    reranked = await pipeline.search("docs", SearchJob(queries=["seal kit XQ-7705"], mode="hybrid", top_k=5,
+                                                       top_n=3))
+    candidates = {h.id for h in reranked.results[0]}
+    assert len(candidates) == 3 and all(h.retrievers for h in reranked.results[0])
+    scores = [h.score for h in reranked.results[0]]
+    assert scores == sorted(scores, reverse=True)

@@ -33,7 +33,7 @@ def _search(request: Request) -> SearchService:
 
 def _collection(info: CollectionInfo) -> Collection:
     return Collection(name=info.name, model=info.model, dimensions=info.dimensions, index=info.index,  # type: ignore[arg-type]
-                      count=info.count, created_at=info.created_at)
+                      lexical_language=info.lexical_language, count=info.count, created_at=info.created_at)
 
 
 @router.put("/v1/collections/{name}", response_model=Collection, status_code=201,
@@ -41,7 +41,8 @@ def _collection(info: CollectionInfo) -> Collection:
             responses={200: {"model": Collection}})
 async def create_collection(name: str, request: Request, body: CreateCollectionRequest | None = None) -> Response:
     body = body or CreateCollectionRequest()
-    info, created = await _search(request).create_collection(name, body.model, body.dimensions, body.index)
+    info, created = await _search(request).create_collection(name, body.model, body.dimensions, body.index,
+                                                             body.lexical_language)
     return respond(_collection(info), status_code=201 if created else 200)
 
 
@@ -94,7 +95,7 @@ async def delete_document(name: str, doc_id: str, request: Request) -> Response:
 
 
 @router.post("/v1/collections/{name}/search", response_model=SearchResult | list[SearchResult],
-             summary="Embed the query, search the index, rerank the candidates")
+             summary="Retrieve candidates (dense, lexical or hybrid), rerank them")
 async def search(name: str, body: SearchRequest, request: Request) -> Response:
     limits = model_service(request).limits
     queries = body.queries()
@@ -103,13 +104,17 @@ async def search(name: str, body: SearchRequest, request: Request) -> Response:
         if value > limit:
             raise RequestTooLarge(f"{param} is {value}; the limit is {limit}", param=param)
     outcome = await _search(request).search(name, SearchJob(
-        queries=queries, top_k=body.top_k, top_n=body.top_n, instruction=body.instruction, filter=body.filter,
+        queries=queries, mode=body.mode, rrf_k=body.rrf_k,
+        weights=body.weights.model_dump() if body.weights is not None else None,
+        top_k=body.top_k, top_n=body.top_n, instruction=body.instruction, filter=body.filter,
         rerank=body.rerank, reranker=body.reranker, return_metadata=body.return_metadata, exact=body.exact,
         truncate=limits.auto_truncate,
     ))
     request.state.timings = (outcome.queue_s, outcome.inference_s, outcome.tokens)
     timings = SearchTimings(**outcome.timings_ms)
     answers = [SearchResult(results=[SearchHit(id=h.id, text=h.text, metadata=h.metadata, score=h.score,
-                                               embedding_score=h.embedding_score) for h in hits], timings=timings)
+                                               embedding_score=h.embedding_score, lexical_score=h.lexical_score,
+                                               fused_score=h.fused_score, retrievers=h.retrievers)
+                                     for h in hits], timings=timings)
                for hits in outcome.results]
     return respond(answers[0] if isinstance(body.query, str) else answers)
