@@ -146,6 +146,8 @@ def _true_error_responses(app: FastAPI) -> None:
         app.openapi_schema = spec
         return spec
 
+    app.openapi = openapi  # type: ignore[method-assign]
+
 
 def _document_authentication(app: FastAPI) -> None:
     """The API keys in OpenAPI: `Authorization: Bearer <key>` or `x-api-key: <key>` on every route but the

@@ -27,7 +27,14 @@ from ..errors import (
     TokenIdsRefused,
     UnknownModel,
 )
-from ..index.errors import CollectionConflict, CollectionNotFound, DocumentNotFound, StorageLayoutError
+from ..index.errors import (
+    CollectionConflict,
+    CollectionNotFound,
+    DocumentNotFound,
+    StorageLayoutError,
+    StorageSetupError,
+    StorageUnavailable,
+)
 from ..jobs import QueueFullError
 
 __all__ = [
@@ -85,6 +92,8 @@ ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
     (ServiceUnavailable, ErrorMapping(503, "service_unavailable_error", "unavailable", 5.0)),
     (ModelLoadError, ErrorMapping(503, "service_unavailable_error", "model_not_loaded", 5.0)),
     (StorageLayoutError, ErrorMapping(503, "service_unavailable_error", "storage_layout", 30.0)),
+    (StorageSetupError, ErrorMapping(503, "service_unavailable_error", "storage_setup", 30.0)),
+    (StorageUnavailable, ErrorMapping(503, "service_unavailable_error", "storage_unavailable", 2.0)),
 ]
 INTERNAL = ErrorMapping(500, "internal_error", "internal_error")
 

@@ -7,8 +7,11 @@ from deployments.engine.errors import InputTooLongError, InvalidInputError, Mode
 from deployments.errors import (
     AuthenticationFailed,
     InvalidRequest,
+    MalformedHTTP,
     MalformedRequest,
+    RequestTimeout,
     RequestTooLarge,
+    ReservedHeader,
     ServiceUnavailable,
     TokenIdsRefused,
     UnknownModel,
@@ -20,6 +23,8 @@ from deployments.index.errors import (
     DocumentNotFound,
     InvalidIndexRequest,
     StorageLayoutError,
+    StorageSetupError,
+    StorageUnavailable,
 )
 from deployments.jobs import QueueFullError
 
@@ -43,6 +48,13 @@ DOCUMENTED = [
     (ServiceUnavailable("down"), 503, "service_unavailable_error", "unavailable"),
     (ModelLoadError("not loaded"), 503, "service_unavailable_error", "model_not_loaded"),
     (StorageLayoutError("shards differ"), 503, "service_unavailable_error", "storage_layout"),
+    (StorageSetupError("CREATE EXTENSION vector needs a superuser"), 503, "service_unavailable_error",
+     "storage_setup"),
+    (StorageUnavailable("the database does not answer", retry_after_s=4), 503, "service_unavailable_error",
+     "storage_unavailable"),
+    (MalformedHTTP("not HTTP"), 400, "invalid_request_error", "invalid_http"),
+    (RequestTimeout("the body trickled"), 408, "timeout_error", "request_timeout"),
+    (ReservedHeader("x-request-timeout-seconds is Ray Serve's"), 400, "invalid_request_error", "reserved_header"),
 ]
 
 
@@ -63,6 +75,8 @@ async def test_a_model_error_leaves_as_its_documented_status(http, service, erro
     assert r.headers["content-type"] == "application/json"
     if status == 429:
         assert r.headers["retry-after"] == "3"
+    if isinstance(error, StorageUnavailable) and not isinstance(error, StorageSetupError):
+        assert r.headers["retry-after"] == "4"  # the error's own estimate wins over the row's default
     if status == 401:
         assert r.headers["www-authenticate"].startswith("Bearer")
 
