@@ -11,7 +11,8 @@ Sections, each skipped with a message when its requirements are missing:
    the shape of a rerank request), MFU against --peak-tflops (H200 dense bf16: 990);
 2. the same rows through the vLLM backend, when `import vllm` works;
 3. p50/p99 latency through HTTP (the real Serve application on a local Ray) at a few
-   concurrencies, when Ray is installed.
+   concurrencies, per backend, when Ray is installed (a section that would start after
+   --budget-s is skipped, so the whole run fits bench/gpu.sh's 8 minutes).
 
 MFU counts the FLOPs of each prompt's full forward pass (2 x linear parameters x tokens, plus
 causal attention), i.e. the work the model card's code would do; the reranker's shared-prefix
@@ -88,7 +89,10 @@ def throughput_rows(backend: str, models: Path, texts: list[str], documents: lis
                     ) -> list[dict[str, Any]]:
     from deployments.engine import EmbeddingEngine, RerankEngine
 
-    extra = {"vllm": {"gpu_memory_utilization": 0.45}} if backend == "vllm" else None
+    # Eager by default: torch.compile and CUDA-graph capture add minutes to each start, which the
+    # 8-minute budget cannot hold; --vllm-compile measures the compiled engine.
+    extra = ({"vllm": {"gpu_memory_utilization": 0.45, "enforce_eager": not args.vllm_compile}}
+             if backend == "vllm" else None)
     rows: list[dict[str, Any]] = []
     embedder = EmbeddingEngine.load(str(models / "embedding"), backend=backend, dtype="bfloat16",
                                     max_length=args.max_length, backend_options=extra)
@@ -147,12 +151,12 @@ async def http_run(url: str, path: str, bodies: list[dict], concurrency: int) ->
         return time.perf_counter() - started, latencies
 
 
-def http_rows(models: Path, texts: list[str], args) -> list[dict[str, Any]]:
+def http_rows(backend: str, models: Path, texts: list[str], args) -> list[dict[str, Any]]:
     from bench._local_app import local_app
 
     gpu_half = {"ray_actor_options": {"num_cpus": 1, "num_gpus": 0.5}, "max_ongoing_requests": 256,
                 "max_queued_requests": -1}
-    entry = {"dtype": "bfloat16", "max_length": args.max_length, "deployment": gpu_half}
+    entry = {"backend": backend, "dtype": "bfloat16", "max_length": args.max_length, "deployment": gpu_half}
     app_args = {
         "embedding_models": [{"model": str(models / "embedding"), **entry}],
         "reranker_models": [{"model": str(models / "reranker"), **entry}],
@@ -172,7 +176,7 @@ def http_rows(models: Path, texts: list[str], args) -> list[dict[str, Any]]:
             for concurrency in args.concurrency:
                 requests = all_bodies[: max(args.http_requests, 4 * concurrency)]
                 elapsed, latencies = asyncio.run(http_run(url, path, requests, concurrency))
-                rows.append({"route": path, "concurrency": concurrency, "requests": len(requests),
+                rows.append({"backend": backend, "route": path, "concurrency": concurrency, "requests": len(requests),
                              "requests_per_s": len(requests) / elapsed,
                              "p50_ms": statistics.median(latencies) * 1000,
                              "p99_ms": percentile(latencies, 0.99) * 1000})
@@ -193,7 +197,11 @@ def main() -> None:
     parser.add_argument("--http-texts-per-request", type=int, default=16)
     parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "vllm", "http"])
     parser.add_argument("--json", type=Path, help="also write every row here")
+    parser.add_argument("--vllm-compile", action="store_true", help="vLLM with torch.compile and CUDA graphs")
+    parser.add_argument("--budget-s", type=float, default=330,
+                        help="start no HTTP section after this many seconds (bench/gpu.sh allows ~470 in all)")
     args = parser.parse_args()
+    began = time.perf_counter()
 
     import torch
 
@@ -244,18 +252,25 @@ def main() -> None:
         except ImportError as exc:
             print(f"\nHTTP latency skipped: Ray Serve is not installed here ({exc})")
         else:
-            try:
-                results["http"] = http_rows(args.models, texts, args)
-            except ImportError as exc:  # Ray is there, the app's other dependencies are not
-                print(f"\nHTTP latency skipped: the Serve application cannot be imported here ({exc})")
+            for backend in ("torch", "vllm"):
+                if backend in args.skip or (backend == "vllm" and vllm_version is None):
+                    continue
+                if time.perf_counter() - began > args.budget_s:
+                    print(f"\nHTTP rows for {backend} skipped: past the {args.budget_s:.0f} s budget")
+                    continue
+                try:
+                    results["http"] += http_rows(backend, args.models, texts, args)
+                except ImportError as exc:  # Ray is there, the app's other dependencies are not
+                    print(f"\nHTTP latency skipped: the Serve application cannot be imported here ({exc})")
+                    break
         if results["http"]:
-            print(f"\nHTTP through Ray Serve (torch backend, bf16, each model on 0.5 GPU), "
+            print(f"\nHTTP through Ray Serve (bf16, each model on 0.5 GPU), "
                   f"{args.http_texts_per_request} texts or documents per request")
-            print("| route | clients | requests | requests/s | p50 ms | p99 ms |")
-            print("|---|--:|--:|--:|--:|--:|")
+            print("| backend | route | clients | requests | requests/s | p50 ms | p99 ms |")
+            print("|---|---|--:|--:|--:|--:|--:|")
             for r in results["http"]:
-                print(f"| {r['route']} | {r['concurrency']} | {r['requests']} | {r['requests_per_s']:.1f} | "
-                      f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} |")
+                print(f"| {r['backend']} | {r['route']} | {r['concurrency']} | {r['requests']} | "
+                      f"{r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
