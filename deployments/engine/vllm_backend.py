@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -58,7 +58,8 @@ QWEN3_RERANKER_OVERRIDES: dict[str, Any] = {
 }
 """vLLM's conversion of the original Qwen3-Reranker causal LM into a one-logit classifier."""
 
-_VLLM_POOLING = {"lasttoken": "LAST", "mean": "MEAN", "cls": "CLS"}
+VllmDtype = Literal["float32", "bfloat16", "float16"]
+_VLLM_POOLING: dict[str, Literal["LAST", "MEAN", "CLS"]] = {"lasttoken": "LAST", "mean": "MEAN", "cls": "CLS"}
 
 
 def vllm_available() -> bool:
@@ -122,14 +123,14 @@ def _resolve_device(device: str, on_cpu: bool) -> str:
     return have
 
 
-def _resolve_dtype(dtype: str, device: str) -> str:
+def _resolve_dtype(dtype: str, device: str) -> VllmDtype:
     """auto: bfloat16 on GPU; float32 on CPU, where it is exact to the model cards (vLLM's own
     `auto` turns a float32 checkpoint into float16, slow on CPU)."""
     if dtype == "auto":
         return "bfloat16" if device == "cuda" else "float32"
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise InvalidInputError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}", param="dtype")
-    return dtype
+    if dtype in ("float32", "bfloat16", "float16"):
+        return cast(VllmDtype, dtype)
+    raise InvalidInputError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}", param="dtype")
 
 
 def _engine_args(model_dir: Path, options: BackendOptions, *, device: str, vllm_options: VllmOptions,
@@ -158,6 +159,11 @@ def _engine_args(model_dir: Path, options: BackendOptions, *, device: str, vllm_
         seed=0,
         **model_specific,
     )
+
+
+async def _shutdown(engine: Any) -> None:
+    # On the engine's own loop, where its output handler task runs.
+    engine.shutdown()
 
 
 class _EngineThread:
@@ -201,29 +207,28 @@ class _EngineThread:
         return self._thread.is_alive() and not self._closed
 
     def close(self) -> None:
+        """Stop the engine (its engine-core process too) and the loop; safe to call twice, and
+        from `__del__` at interpreter exit, when the loop thread may already be gone."""
         if self._closed:
             return
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            async def shutdown() -> None:
-                engine.shutdown()
-                # Dropped here, while the interpreter is whole: AsyncLLM.__del__ shuts down again
-                # and fails noisily when it only runs at interpreter exit.
-                self.engine = None
-
-            try:
-                self.call(shutdown())
-            finally:
-                self._closed = True
-                self._stop_loop()
-        else:
-            self._closed = True
+        self._closed = True
+        engine, self.engine = getattr(self, "engine", None), None
+        # Dropped while the interpreter is whole: AsyncLLM.__del__ shuts down again and fails
+        # noisily when it only runs at interpreter exit.
+        try:
+            if engine is not None:
+                if self._thread.is_alive():
+                    asyncio.run_coroutine_threadsafe(_shutdown(engine), self._loop).result(timeout=60)
+                else:
+                    engine.shutdown()
+        finally:
             self._stop_loop()
 
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+        if not self._thread.is_alive() and not self._loop.is_closed():
             self._loop.close()
 
 

@@ -265,3 +265,12 @@ def test_torch_and_vllm_backends_give_the_same_outputs(backend, torch_engines, v
     assert cosines(documents, torch_embedder.embed(texts[4:])).min() >= 0.9999
     np.testing.assert_allclose(scores, torch_reranker.score(SCIENCE_QUERY, texts, instruction=instruction),
                                atol=1e-4)
+
+
+# ---------------------------------------------------------------- last: shutdown
+def test_shutdown_is_final_and_idempotent(vllm_embedder, vllm_reranker):
+    for engine in (vllm_embedder, vllm_reranker):
+        engine.shutdown()
+        engine.shutdown()  # a replica's __del__ may shut down what a test already did
+        with pytest.raises(RuntimeError, match="shut down"):
+            engine.backend.pool([[1, 2]]) if engine is vllm_embedder else engine.backend.logits([])
