@@ -391,6 +391,26 @@ def test_gpu_8b_overlay_gives_each_large_model_whole_gpus() -> None:
         assert num_gpus >= 1 and float(num_gpus).is_integer()
 
 
+@pytest.mark.parametrize("target", ["overlays/gpu", "overlays/gpu-8b"])
+def test_gpu_overlays_serve_both_models_with_vllm(target: str) -> None:
+    from deployments.engine.vllm_options import derive_gpu_memory_utilization
+
+    args = app_args(target)
+    for model in args.embedding_models + args.reranker_models:
+        assert (model.backend, model.device, model.dtype) == ("vllm", "cuda", "bfloat16")
+        # vLLM's share of the device follows the replica's: the replicas of one pod fit together.
+        assert derive_gpu_memory_utilization(model.deployment.ray_actor_options["num_gpus"]) <= 0.9
+    shares = [derive_gpu_memory_utilization(m.deployment.ray_actor_options["num_gpus"])
+              for m in args.embedding_models + args.reranker_models if m.deployment.ray_actor_options["num_gpus"] < 1]
+    assert sum(shares) <= 0.9
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/cpu"])
+def test_cpu_targets_keep_the_default_backend(target: str) -> None:
+    args = app_args(target)
+    assert {m.backend for m in args.embedding_models + args.reranker_models} == {"auto"}
+
+
 # ---------------------------------------------------------------- operations
 
 
