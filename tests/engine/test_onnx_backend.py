@@ -6,7 +6,6 @@ attention_mask, position_ids and returning logits, tokenizer files and config.js
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,65 +16,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from transformers import AutoTokenizer
 
 from clients.cli import main as cli_main
 from deployments.engine import EmbeddingEngine, InvalidInputError, RerankEngine, UnsupportedModelError
 from deployments.engine.onnx_options import OnnxOptions
 from deployments.engine.prompts import RERANK_PREFIX, RERANK_SUFFIX
 from tests.conftest import default_tokenizer_source, mixed_texts
-from tests.model_card_reference import format_instruction, reference_embed
+from tests.model_card_reference import CARD_PREFIX, CARD_SUFFIX, CardOnnxReranker, reference_embed
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "Which protein drives cancer cell growth in the ocean city?"
-
-
-# ---------------- the Qwen3-Reranker ONNX model card's onnxruntime code, transcribed ----------------
-CARD_PREFIX = (
-    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
-    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
-)
-CARD_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-
-
-class CardOnnxReranker:
-    """Left padding, `position_ids = arange(seq)` for every row, `logits[:, -1, :]`, softmax over [no, yes].
-
-    Documents are scored one per call in the comparisons, so no row is padded and the
-    positions the card derives are the true ones.
-    """
-
-    def __init__(self, model_dir: str, max_length: int = 8192) -> None:
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        self.session = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), providers=["CPUExecutionProvider"])
-        self.token_false_id = self.tokenizer.convert_tokens_to_ids("no")
-        self.token_true_id = self.tokenizer.convert_tokens_to_ids("yes")
-        self.max_length = max_length
-        self.prefix_tokens = self.tokenizer.encode(CARD_PREFIX, add_special_tokens=False)
-        self.suffix_tokens = self.tokenizer.encode(CARD_SUFFIX, add_special_tokens=False)
-
-    def process_inputs(self, pairs: list[str]) -> dict[str, np.ndarray]:
-        inputs = self.tokenizer(
-            pairs, padding=False, truncation="longest_first", return_attention_mask=False,
-            max_length=self.max_length - len(self.prefix_tokens) - len(self.suffix_tokens),
-        )
-        for i, ele in enumerate(inputs["input_ids"]):
-            inputs["input_ids"][i] = self.prefix_tokens + ele + self.suffix_tokens
-        return dict(self.tokenizer.pad(inputs, padding=True, return_tensors="np", max_length=self.max_length))
-
-    def compute_scores(self, inputs: dict[str, np.ndarray]) -> list[float]:
-        input_ids = inputs["input_ids"].astype(np.int64)
-        attention_mask = inputs["attention_mask"].astype(np.int64)
-        position_ids = np.arange(input_ids.shape[1], dtype=np.int64)[None, :].repeat(input_ids.shape[0], axis=0)
-        logits = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask,
-                                               "position_ids": position_ids})[0][:, -1, :]
-        pair = np.stack([logits[:, self.token_false_id], logits[:, self.token_true_id]], axis=1).astype(np.float64)
-        pair = np.exp(pair - pair.max(axis=1, keepdims=True))
-        return (pair / pair.sum(axis=1, keepdims=True))[:, 1].tolist()
-
-    def score(self, query: str, documents: list[str], instruction: str | None = None) -> list[float]:
-        return [self.compute_scores(self.process_inputs([format_instruction(instruction, query, doc)]))[0]
-                for doc in documents]
 
 
 def test_card_prompt_is_the_official_one():
