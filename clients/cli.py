@@ -6,6 +6,7 @@
     qwen3-search ingest docs ./corpus.jsonl
     qwen3-search search docs "what is the capital of China?"
     qwen3-search collections
+    qwen3-search export-onnx ./Qwen3-Reranker-0.6B ./Qwen3-Reranker-0.6B-onnx [--quantize int8]
 
 Global options (before or after the command): --url, --api-key (or $QWEN3_SEARCH_BASE_URL,
 $QWEN3_SEARCH_API_KEY), --timeout, --max-retries, --json.
@@ -661,7 +662,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dimensions", type=int, help="create: Matryoshka width")
     p.add_argument("--index", choices=["auto", "exact", "hnsw"], help="create: index type")
     p.add_argument("--lexical-language", help="create: full-text language, simple (default) or english")
+
+    # Runs here, not against a server; the exporter (torch, onnx) is imported only when it runs.
+    p = commands.add_parser("export-onnx", help="Export a model folder to a servable ONNX folder (no server).",
+                            description="Export a transformers folder to model.onnx + tokenizer/config files "
+                                        "for the ONNX Runtime backend (needs the onnx extra).")
+    p.set_defaults(local=cmd_export_onnx)
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--kind", choices=["reranker", "embedding"], help="default: from modules.json")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the MatMul weights")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     return parser
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from deployments.engine.errors import EngineError
+        from deployments.engine.onnx_export import run
+    except ImportError as exc:
+        raise UsageError(f"export-onnx needs the server packages: pip install 'qwen3-search[onnx]' ({exc})") from exc
+    try:
+        return run(args)
+    except EngineError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _report(error: BaseException, as_json: bool, kind: str) -> None:
@@ -681,6 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "local", None) is not None:  # a command that needs no server
+            return int(args.local(args))
         with Client(base_url=args.url, api_key=args.api_key, max_retries=args.max_retries,
                     **({"timeout": args.timeout} if args.timeout is not None else {})) as client:
             code: int = args.handler(client, args, sys.stdout)

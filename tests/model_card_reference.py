@@ -4,8 +4,12 @@ Qwen/Qwen3-Embedding-0.6B and Qwen/Qwen3-Reranker-0.6B "Transformers Usage" sect
 only changes: the model path is a parameter, the code is wrapped in functions, and the
 Matryoshka step follows the model card's description (slice the pooled vector, then
 normalise). The engine is tested against these functions, never against itself.
+The Qwen3-Reranker ONNX release's onnxruntime code is transcribed the same way.
 """
 
+import os
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -91,3 +95,55 @@ class ReferenceReranker:
     def score(self, query: str, documents: list[str], instruction: str | None = None) -> list[float]:
         pairs = [format_instruction(instruction, query, doc) for doc in documents]
         return self.compute_logits(self.process_inputs(pairs))
+
+
+# ---------------- Qwen3-Reranker-0.6B-ONNX model card (onnxruntime) ----------------
+CARD_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
+CARD_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+
+class CardOnnxReranker:
+    """Left padding, `position_ids = arange(seq)` for every row, `logits[:, -1, :]`, softmax over [no, yes].
+
+    `score` runs `batch_size` documents per call (the card passes all pairs at once). The tests
+    score one document per call, so no row is padded and the card's positions are the true ones.
+    """
+
+    def __init__(self, model_dir: str, max_length: int = 8192) -> None:
+        import onnxruntime as ort
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        self.session = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), providers=["CPUExecutionProvider"])
+        self.token_false_id = self.tokenizer.convert_tokens_to_ids("no")
+        self.token_true_id = self.tokenizer.convert_tokens_to_ids("yes")
+        self.max_length = max_length
+        self.prefix_tokens = self.tokenizer.encode(CARD_PREFIX, add_special_tokens=False)
+        self.suffix_tokens = self.tokenizer.encode(CARD_SUFFIX, add_special_tokens=False)
+
+    def process_inputs(self, pairs: list[str]) -> dict[str, np.ndarray]:
+        inputs = self.tokenizer(
+            pairs, padding=False, truncation="longest_first", return_attention_mask=False,
+            max_length=self.max_length - len(self.prefix_tokens) - len(self.suffix_tokens),
+        )
+        for i, ele in enumerate(inputs["input_ids"]):
+            inputs["input_ids"][i] = self.prefix_tokens + ele + self.suffix_tokens
+        return dict(self.tokenizer.pad(inputs, padding=True, return_tensors="np", max_length=self.max_length))
+
+    def compute_scores(self, inputs: dict[str, np.ndarray]) -> list[float]:
+        input_ids = inputs["input_ids"].astype(np.int64)
+        attention_mask = inputs["attention_mask"].astype(np.int64)
+        position_ids = np.arange(input_ids.shape[1], dtype=np.int64)[None, :].repeat(input_ids.shape[0], axis=0)
+        logits = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask,
+                                               "position_ids": position_ids})[0][:, -1, :]
+        pair = np.stack([logits[:, self.token_false_id], logits[:, self.token_true_id]], axis=1).astype(np.float64)
+        pair = np.exp(pair - pair.max(axis=1, keepdims=True))
+        return (pair / pair.sum(axis=1, keepdims=True))[:, 1].tolist()
+
+    def score(self, query: str, documents: list[str], instruction: str | None = None, batch_size: int = 1
+              ) -> list[float]:
+        pairs = [format_instruction(instruction, query, doc) for doc in documents]
+        return [score for start in range(0, len(pairs), batch_size)
+                for score in self.compute_scores(self.process_inputs(pairs[start : start + batch_size]))]
