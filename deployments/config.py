@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .engine.onnx_options import OnnxOptions
+from .engine.vllm_options import VllmOptions
 from .index.postgres_config import PostgresConfig
 
 __all__ = [
@@ -122,6 +124,10 @@ class _ModelConfig(_Config):
         "model folder holds model.onnx, else torch. $EMBEDDER_BACKEND / $RERANKER_BACKEND override the first "
         "model's.",
     )
+    vllm: VllmOptions = Field(default_factory=VllmOptions,
+                              description="Settings of the vLLM backend (memory share, KV cache, scheduler).")
+    onnx: OnnxOptions = Field(default_factory=OnnxOptions,
+                              description="Settings of the ONNX Runtime backend (execution providers, threads).")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 on GPU, float32 on CPU."
@@ -153,7 +159,7 @@ class _ModelConfig(_Config):
 
     def backend_options(self) -> dict[str, Any]:
         """Backend-specific settings, keyed by backend name (each backend reads its own)."""
-        return {}
+        return {"vllm": self.vllm.model_dump(), "onnx": self.onnx.model_dump()}
 
     def served_name(self) -> str:
         if self.name:

