@@ -307,4 +307,6 @@ class AppArgs(_Config):
                        if env.get(f"{prefix}_{field.upper()}")}
             if changes:
                 models[0] = models[0].model_copy(update=changes)
+        if env.get("QWEN3_SEARCH_INDEX_BACKEND"):  # $QWEN3_SEARCH_POSTGRES_DSN is read by PostgresIndex itself
+            updated.index = updated.index.model_copy(update={"backend": env["QWEN3_SEARCH_INDEX_BACKEND"]})
         return AppArgs.model_validate(updated.model_dump())

@@ -67,3 +67,14 @@ def test_environment_overrides_the_default_models(config):
 def test_config_mistakes_fail_at_build_time(change, message):
     with pytest.raises(ValueError, match=message):
         AppArgs.model_validate(change)
+
+
+def test_environment_picks_backends_without_editing_the_config():
+    from deployments.config import AppArgs
+
+    args = AppArgs().with_environment({"EMBEDDER_BACKEND": "vllm", "RERANKER_BACKEND": "onnx",
+                                       "QWEN3_SEARCH_INDEX_BACKEND": "postgres", "RERANKER_MODEL": "/m/r"})
+    assert args.embedding_models[0].backend == "vllm" and args.reranker_models[0].backend == "onnx"
+    assert args.index.backend == "postgres" and args.reranker_models[0].model == "/m/r"
+    with pytest.raises(ValueError, match="backend"):
+        AppArgs().with_environment({"QWEN3_SEARCH_INDEX_BACKEND": "mongo"})
