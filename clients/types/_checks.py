@@ -8,7 +8,7 @@ These checks run once, when a request body is validated into its wire type; pyda
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
@@ -30,6 +30,7 @@ MAX_METADATA_BYTES = 64 * 1024
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Integers in metadata must fit a signed 64-bit integer (what orjson, PostgreSQL bigint and most clients hold)."""
 _TYPED_DEPTH = 64  # typed request fields are shallow; this only bounds the walk
+T = TypeVar("T")
 
 
 def text_problem(text: str, *, stored: bool = False) -> str | None:
@@ -54,7 +55,7 @@ def _invalid(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-def check_text_value(value: Any) -> Any:
+def check_text_value(value: T) -> T:
     """Every string inside a typed field's value is valid Unicode (nested models check themselves)."""
     stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, (), 0)]
     while stack:
@@ -77,8 +78,8 @@ def check_text_value(value: Any) -> Any:
     return value
 
 
-def check_json_value(value: Any, *, what: str, max_depth: int = MAX_JSON_DEPTH, max_bytes: int | None = None,
-                     stored: bool = True) -> Any:
+def check_json_value(value: T, *, what: str, max_depth: int = MAX_JSON_DEPTH, max_bytes: int | None = None,
+                     stored: bool = True) -> T:
     """`value` as JSON every backend stores and every encoder writes back, or a validation error.
 
     Allowed: null, booleans, integers within 64 bits, finite floats, strings of valid Unicode (without

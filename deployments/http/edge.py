@@ -54,18 +54,21 @@ RESERVED_HEADERS = frozenset({
     "x-session-id",  # Serve: session-sticky routing ($RAY_SERVE_SESSION_ID_HEADER_KEY)
 })
 """Request headers Ray Serve reads as instructions to itself; no client may send them."""
-_RESERVED_PREFIXES = ("x-serve-router-", "x-request-", "ray-", "ray_")
+_RESERVED_PREFIXES = ("x-serve-router-", "x-request-", "ray-")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# Serve compares these with '-' and '_' taken as the same (proxies such as nginx swap them).
+_RESERVED_NORMALIZED = frozenset(h.replace("_", "-") for h in RESERVED_HEADERS) | {
+    os.environ.get("RAY_SERVE_SESSION_ID_HEADER_KEY", "x-session-id").lower().replace("_", "-")}
 
 
 def is_reserved_header(name: str) -> bool:
     """Whether a (lower-case) header name is one Ray Serve acts on; `x-request-id` is the one allowed."""
-    normalized = name.replace("_", "-")
     if name == "x-request-id":
         return False
-    session = os.environ.get("RAY_SERVE_SESSION_ID_HEADER_KEY", "x-session-id").lower().replace("_", "-")
-    return (normalized in {h.replace("_", "-") for h in RESERVED_HEADERS} or normalized == session
-            or name.startswith(_RESERVED_PREFIXES) or normalized.startswith(_RESERVED_PREFIXES))
+    normalized = name.replace("_", "-")
+    return normalized in _RESERVED_NORMALIZED or normalized.startswith(_RESERVED_PREFIXES)
 
 
 def _env_float(name: str, default: float) -> float:
