@@ -26,8 +26,8 @@ class ModelEntry:
     handle: Any = field(default=None, repr=False, compare=False)
 
     def bound(self, handles: dict[str, Any]) -> "ModelEntry":
-        """This entry with the handle of its deployment."""
-        return replace(self, handle=handles[self.deployment])
+        """This entry with the handle of its deployment (None when the deployment was not started)."""
+        return replace(self, handle=handles.get(self.deployment))
 
 
 def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:
