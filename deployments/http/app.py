@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InvalidRequest, MalformedRequest
 from clients.types import ErrorResponse
 
+from ..errors import InvalidRequest, MalformedRequest
 from .errors import MethodNotAllowed, RouteNotFound, describe_status, documented_errors, error_response_bytes
 from .middleware import OPEN_PATHS, APIMiddleware
 from .routers import ALL_ROUTERS

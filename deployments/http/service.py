@@ -9,8 +9,8 @@ from typing import Protocol
 
 from ..catalog import ModelEntry, ModelKind
 from ..config import LimitsConfig
-from ..index.base import CollectionInfo
 from ..engine.tokenization import TokenSpan
+from ..index.base import CollectionInfo
 from ..jobs import DecodeJob, EmbedJob, EmbedOutcome, RerankJob, RerankOutcome, SearchJob, SearchOutcome, TokenizeJob
 from .metrics import APIMetrics
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from deployments.catalog import ModelEntry, ModelKind, resolve_entry
 from deployments.config import LimitsConfig
+from deployments.engine.tokenization import TokenSpan
 from deployments.http.metrics import APIMetrics
 from deployments.index.base import CollectionInfo
-from deployments.engine.tokenization import TokenSpan
 from deployments.index.errors import CollectionNotFound, DocumentNotFound
 from deployments.jobs import (
     BatchTimings,
