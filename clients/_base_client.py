@@ -135,7 +135,7 @@ class BaseClient:
                     response=response) from exc
         if status == 404 and retries_done > 0 and spec.on_retried_404 is not None:
             return spec.on_retried_404()
-        if is_retryable_status(status) and retries_done < options.max_retries:
+        if is_retryable_status(status) and retries_done < options.max_retries and not _failed_for_good(response):
             return _Retry(retry_delay(retries_done, parse_retry_after(response.headers)), f"status {status}")
         raise make_status_error(response)
 
@@ -153,6 +153,16 @@ class BaseClient:
     def _log_retry(self, spec: RequestSpec[Any], retry: _Retry, retries_done: int) -> None:
         logger.info("retrying %s %s in %.2f s (%s; retry %d)", spec.method, spec.path, retry.delay, retry.reason,
                     retries_done + 1)
+
+
+def _failed_for_good(response: httpx.Response) -> bool:
+    """A 503 `model_failed` without Retry-After: a model that failed to start, which no retry brings back."""
+    if response.status_code != 503 or "retry-after" in response.headers:
+        return False
+    try:
+        return bool(response.json()["error"]["code"] == "model_failed")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _attempt_id(base: str, retries_done: int) -> str:

@@ -5,7 +5,9 @@ What is retried
     * 408 (request timeout), 429 (queues full), 503 (a model deployment starting or replaced) and every
       other 5xx (a replica that died mid-request answers 500 or 503; a new one takes the retry).
     Nothing else: a 4xx other than 408 and 429 says the request itself is wrong, and sending it again
-    gets the same answer. 409 in particular is a collection bound to another model, not a lock.
+    gets the same answer. 409 in particular is a collection bound to another model, not a lock. Nor
+    a 503 with code `model_failed` and no Retry-After: a model that failed to start, which stays
+    down until the server's configuration changes.
 
 After how long
     `INITIAL_RETRY_DELAY * 2**attempt`, capped at `MAX_RETRY_DELAY`, times a jitter factor in

@@ -31,8 +31,8 @@ class ModelEntry:
     retry_after_s: float = 1.0
 
     def bound(self, handles: dict[str, Any]) -> "ModelEntry":
-        """This entry with the handle of its deployment."""
-        return replace(self, handle=handles[self.deployment])
+        """This entry with the handle of its deployment (None when the deployment was not started)."""
+        return replace(self, handle=handles.get(self.deployment))
 
 
 def resolve_entry(entries: list[ModelEntry], kind: ModelKind, name: str | None) -> ModelEntry:

@@ -276,6 +276,14 @@ class AppArgs(_Config):
         description="How long GET /health waits for each deployment to answer; one that is starting, restarting "
         "or too busy to answer within it is reported unavailable (503).",
     )
+    check_model_sources: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Check at build time, before any replica starts, that each model's folder exists or its hub id "
+        "is in the cache or on a reachable hub; a model that cannot load fails the build with one line naming it. "
+        "auto: only on a one-node Ray cluster (`serve run` on one machine), where the building node is the "
+        "replicas' node; on a larger cluster the replicas' nodes may hold folders and caches the building node "
+        "lacks. never: leave it to the replicas.",
+    )
     api_keys_env: str = Field(
         default="QWEN3_SEARCH_API_KEYS",
         description="Environment variable with comma-separated API keys; unset or empty: no authentication.",

@@ -13,6 +13,7 @@ __all__ = [
     "ReservedHeader",
     "UnknownModel",
     "ServiceUnavailable",
+    "ModelFailed",
     "TokenIdsRefused",
 ]
 
@@ -71,3 +72,8 @@ class UnknownModel(APIError):
 
 class ServiceUnavailable(APIError):
     """A model deployment is starting, failed, or did not answer in time."""
+
+
+class ModelFailed(APIError):
+    """A model (or the application) failed to start, and will not recover until its configuration
+    changes: no retry helps (503 without Retry-After, code `model_failed`)."""

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from .errors import ModelNotFoundError, UnsupportedModelError
 from .prompts import DEFAULT_INSTRUCTION, embedding_query_prompt, instruction_from_query_prompt
 
-__all__ = ["Pooling", "EmbeddingModelFiles", "resolve_model_dir", "read_config", "read_embedding_model_files"]
+__all__ = ["Pooling", "EmbeddingModelFiles", "resolve_model_dir", "source_problem", "read_config",
+           "read_embedding_model_files"]
 
 Pooling = Literal["lasttoken", "mean", "cls"]
 
@@ -53,6 +54,60 @@ def resolve_model_dir(model: str) -> Path:
             f"({type(exc).__name__}: {exc}); pass a local folder or check network access",
             param="model",
         ) from exc
+
+
+def _offline(environ: dict[str, str] | None) -> bool:
+    """$HF_HUB_OFFLINE of `environ`; of this process (as huggingface_hub read it at import, or now) by default."""
+    if environ is None:
+        from huggingface_hub import constants
+
+        environ = dict(os.environ)
+        if constants.is_offline_mode():
+            return True
+    return environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def source_problem(model: str, *, environ: dict[str, str] | None = None, probe_timeout_s: float = 5.0) -> str | None:
+    """Why `resolve_model_dir(model)` is certain to fail on this machine, in one sentence; None when it may work.
+
+    Downloads nothing: a hub id is looked up in the local cache, and only when it is not there
+    (and $HF_HUB_OFFLINE is not set) is the hub asked about it once, within `probe_timeout_s`.
+    """
+    if not isinstance(model, str) or not model.strip():
+        return "the model is empty; give a local folder or a hub id"
+    path = Path(model).expanduser()
+    if path.exists():
+        return None if path.is_dir() else f"{model!r} is a file, not a model folder"
+    if _looks_like_path(model):
+        return f"the model folder {model!r} does not exist"
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, snapshot_download
+
+    try:
+        snapshot_download(repo_id=model, ignore_patterns=_IGNORED_HUB_FILES, local_files_only=True)
+        return None  # cached
+    except Exception:  # noqa: BLE001 - not cached (or not a valid id): ask the hub below
+        pass
+    cache = constants.HF_HUB_CACHE
+    if _offline(environ):
+        return f"hub model {model!r} is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE forbids " \
+               "downloading it"
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(model, "config.json"), timeout=probe_timeout_s)
+        return None  # the hub has it: the replica downloads it
+    except GatedRepoError:
+        return f"hub model {model!r} is gated: accept its terms on the hub and set HF_TOKEN"
+    except (RepositoryNotFoundError, HFValidationError):
+        return f"{model!r} is neither a local folder nor a model on the Hugging Face hub (if private, set HF_TOKEN)"
+    except HfHubHTTPError:
+        return None  # the hub answered (a missing file, a server error): the replica's to judge
+    except Exception as exc:  # noqa: BLE001 - no answer: DNS, refused connection, a proxy error
+        if "timeout" in type(exc).__name__.lower():
+            return None  # slow, not absent: the replica waits longer
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (f"hub model {model!r} is not in the Hugging Face cache ({cache}) and the hub ({constants.ENDPOINT}) "
+                f"cannot be reached ({type(exc).__name__}: {reason})")
 
 
 def _read_json(path: Path) -> Any:

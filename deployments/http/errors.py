@@ -20,6 +20,7 @@ from ..errors import (
     InvalidRequest,
     MalformedHTTP,
     MalformedRequest,
+    ModelFailed,
     RequestTimeout,
     RequestTooLarge,
     ReservedHeader,
@@ -89,6 +90,7 @@ ERROR_TABLE: list[tuple[type[BaseException], ErrorMapping]] = [
     (TokenIdsRefused, ErrorMapping(422, "invalid_request_error", "token_ids_not_accepted")),
     (InvalidRequest, ErrorMapping(422, "invalid_request_error", "invalid_request")),
     (QueueFullError, ErrorMapping(429, "rate_limit_error", "queue_full", 1.0)),
+    (ModelFailed, ErrorMapping(503, "service_unavailable_error", "model_failed")),  # no Retry-After: permanent
     (ServiceUnavailable, ErrorMapping(503, "service_unavailable_error", "unavailable", 5.0)),
     (ModelLoadError, ErrorMapping(503, "service_unavailable_error", "model_not_loaded", 5.0)),
     (StorageLayoutError, ErrorMapping(503, "service_unavailable_error", "storage_layout", 30.0)),
@@ -110,8 +112,10 @@ def _ray_rows() -> list[tuple[type[BaseException], ErrorMapping]]:
         (serve_exceptions.RequestCancelledError, ErrorMapping(499, "request_cancelled", "client_closed_request")),
     ]
     if hasattr(serve_exceptions, "DeploymentUnavailableError"):
+        # Ray raises it for a deployment that failed to deploy: as permanent as ModelFailed (the
+        # ingress turns it into one with the cause; this row is the fallback).
         rows.append((serve_exceptions.DeploymentUnavailableError,
-                     ErrorMapping(503, "service_unavailable_error", "deployment_unavailable", 5.0)))
+                     ErrorMapping(503, "service_unavailable_error", "model_failed")))
     rows += [
         (ray_exceptions.RayActorError, ErrorMapping(503, "service_unavailable_error", "replica_failed", 1.0)),
         (ray_exceptions.GetTimeoutError, ErrorMapping(504, "timeout_error", "model_timeout")),
@@ -139,7 +143,7 @@ def _message(exc: BaseException) -> tuple[str, str | None]:
         exc = cause
     if isinstance(exc, EngineError | APIError):
         return exc.message, exc.param
-    text = str(exc).strip()
+    text = str(exc).strip() or str(getattr(exc, "message", "") or "").strip()  # Ray's keep it in .message
     return (text.splitlines()[-1] if text else type(exc).__name__), None
 
 
@@ -187,7 +191,8 @@ _STATUS_TITLES = {
     413: "More inputs, documents, tokens or bytes than the limits",
     422: "A field is missing or invalid",
     429: "A queue is full: retry after `Retry-After` seconds",
-    503: "A deployment is starting or failed: retry after `Retry-After` seconds",
+    503: "A deployment is starting or restarting: retry after `Retry-After` seconds; or a model failed to start "
+         "(`model_failed`, no `Retry-After`: the message says what to change in the configuration)",
 }
 
 
@@ -197,7 +202,7 @@ def describe_status(status: int) -> str:
     if status == 429:
         codes = sorted({*codes, "queue_full"})
     if status == 503:
-        codes = sorted({*codes, "deployment_unavailable", "replica_failed"})
+        codes = sorted({*codes, "replica_failed"})
     listed = ", ".join(f"`{c}`" for c in codes)
     return f"{_STATUS_TITLES[status]}; `error.code`: {listed}" if codes else _STATUS_TITLES[status]
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
-from ray.serve.exceptions import BackPressureError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from ..catalog import ModelEntry, ModelKind, resolve_entry
 from ..config import LimitsConfig
 from ..engine.tokenization import TokenSpan
+from ..errors import ModelFailed
 from ..http import create_app
 from ..http.metrics import APIMetrics
 from ..index.base import CollectionInfo
@@ -29,6 +30,7 @@ from ..jobs import (
     TokenizeJob,
     unwrap,
 )
+from .status import DeploymentStatuses
 
 __all__ = ["APIIngress", "HandleModelService", "HandleSearchService", "read_api_keys"]
 
@@ -64,7 +66,7 @@ def read_api_keys(env_name: str, file_env_name: str, environ: dict[str, str] | N
     return frozenset(keys), (problem if not keys else None)
 
 
-async def _call(target: Any, method: str, *args: Any, what: str) -> Any:
+async def _call(target: Any, method: str, *args: Any, what: str, statuses: DeploymentStatuses | None = None) -> Any:
     """`target.method.remote(*args)` with Serve's refusals turned into our typed errors."""
     try:
         return unwrap(await getattr(target, method).remote(*args))
@@ -72,16 +74,22 @@ async def _call(target: Any, method: str, *args: Any, what: str) -> Any:
         # Serve's own handler would answer in plain text; ours keeps the error envelope.
         raise QueueFullError(f"{what} is at capacity ({exc.message}); retry later",
                              retry_after_s=exc.retry_after_s or 1.0) from exc
+    except DeploymentUnavailableError as exc:  # failed to deploy (here, or a deployment the pipeline called)
+        raise await (statuses or DeploymentStatuses()).failed_error(exc) from None
 
 
 class HandleSearchService:
     """The SearchService of the HTTP layer: one typed call per pipeline method."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, statuses: DeploymentStatuses | None = None, failure: str | None = None) -> None:
         self._pipeline = pipeline
+        self._statuses = statuses
+        self._failure = failure
 
     async def _call(self, method: str, *args: Any) -> Any:
-        return await _call(self._pipeline, method, *args, what="the search pipeline")
+        if self._failure is not None:
+            raise ModelFailed(self._failure)
+        return await _call(self._pipeline, method, *args, what="the search pipeline", statuses=self._statuses)
 
     async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
                                 lexical_language: str = "simple") -> tuple[CollectionInfo, bool]:
@@ -115,9 +123,16 @@ class HandleModelService:
 
     def __init__(self, *, models: list[ModelEntry], handles: dict[str, Any], pipeline: Any,
                  components: dict[str, Any], limits: LimitsConfig, api_keys_env: str, api_keys_file_env: str,
-                 health_timeout_s: float = 5.0) -> None:
+                 health_timeout_s: float = 5.0, failures: dict[str, str] | None = None,
+                 startup_failure: str | None = None) -> None:
         self.entries = [entry.bound(handles) for entry in models]
-        self.search = HandleSearchService(pipeline)
+        self.statuses = DeploymentStatuses()
+        self.failures = dict(failures or {})
+        """Deployment -> why it was not started (the build found that its model cannot load). The application
+        is then this ingress alone: /health says so, and every route that needs a model answers 503
+        `model_failed` with `startup_failure`, the line the build logged."""
+        self.startup_failure = startup_failure or "; ".join(f"{n}: {c}" for n, c in self.failures.items()) or None
+        self.search = HandleSearchService(pipeline, self.statuses, failure=self.startup_failure)
         self._pipeline = pipeline
         self._components = components
         self.limits = limits
@@ -139,6 +154,11 @@ class HandleModelService:
     def resolve(self, kind: ModelKind, name: str | None) -> ModelEntry:
         return resolve_entry(self.entries, kind, name)
 
+    async def _entry_call(self, entry: ModelEntry, method: str, *args: Any) -> Any:
+        if self.startup_failure:
+            raise ModelFailed(self.startup_failure)
+        return await _call(entry.handle, method, *args, what=f"model {entry.name!r}", statuses=self.statuses)
+
     async def _model_call(self, entry: ModelEntry, method: str, job: EmbedJob | RerankJob) -> Any:
         in_flight = self._in_flight.get(entry.name, 0)
         if entry.admits is not None and in_flight >= entry.admits:
@@ -151,7 +171,7 @@ class HandleModelService:
         gauge = self.metrics.in_flight.labels(entry.name)
         gauge.inc()
         try:
-            outcome = await _call(entry.handle, method, job, what=f"model {entry.name!r}")
+            outcome = await self._entry_call(entry, method, job)
         finally:
             gauge.dec()
             self._in_flight[entry.name] -= 1
@@ -166,32 +186,39 @@ class HandleModelService:
         return await self._model_call(entry, "rerank", job)
 
     async def tokenize(self, entry: ModelEntry, job: TokenizeJob) -> list[list[TokenSpan]]:
-        result: list[list[TokenSpan]] = await _call(entry.handle, "tokenize", job, what=f"model {entry.name!r}")
+        result: list[list[TokenSpan]] = await self._entry_call(entry, "tokenize", job)
         return result
 
     async def decode(self, entry: ModelEntry, job: DecodeJob) -> list[str]:
-        result: list[str] = await _call(entry.handle, "decode", job, what=f"model {entry.name!r}")
+        result: list[str] = await self._entry_call(entry, "decode", job)
         return result
 
     async def describe(self) -> list[dict[str, Any]]:
         missing = [e for e in self.entries if e.name not in self._described]
-        answers = await asyncio.gather(*(e.handle.describe.remote() for e in missing))
+        answers = await asyncio.gather(*(self._entry_call(e, "describe") for e in missing))
         for entry, answer in zip(missing, answers, strict=True):
             self._described[entry.name] = answer
         return [self._described[e.name] for e in self.entries]
 
     async def health(self) -> dict[str, str]:
-        async def ping(handle: Any) -> str:
+        async def ping(name: str, handle: Any) -> str:
             try:
                 return str(await asyncio.wait_for(handle.ping.remote(), self.health_timeout_s))
             except TimeoutError:
-                return f"no answer within {self.health_timeout_s:g}s"
+                # Failed (Serve keeps the handle waiting for replicas that will not come), or starting.
+                return await self.statuses.failure(name) or f"no answer within {self.health_timeout_s:g}s"
+            except DeploymentUnavailableError:
+                return await self.statuses.failure(name) or "DEPLOY_FAILED (see `serve status` for the cause)"
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 text = str(exc).strip()
                 return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
 
+        if self.startup_failure:  # nothing but this ingress was started
+            states = {e.deployment: f"not started: {self.failures.get(e.deployment, 'another model cannot load')}"
+                      for e in self.entries}
+            return states | ({"auth": self.key_problem} if self.key_problem else {})
         targets = {e.deployment: e.handle for e in self.entries} | self._components
-        states = dict(zip(targets, await asyncio.gather(*(ping(h) for h in targets.values())), strict=True))
+        states = dict(zip(targets, await asyncio.gather(*(ping(n, h) for n, h in targets.items())), strict=True))
         if self.key_problem:
             states["auth"] = self.key_problem
         return states

@@ -43,6 +43,7 @@ from ..jobs import (
     unwrap,
 )
 from .sharded_index import ShardedIndex
+from .status import DeploymentStatuses, is_deployment_unavailable
 
 __all__ = ["SearchPipeline"]
 
@@ -67,9 +68,11 @@ class SearchPipeline:
         self.index: CollectionIndex = index
         self.embed_chunk = embed_chunk
         self._described: dict[str, dict[str, Any]] = {}
+        self._statuses = DeploymentStatuses()
 
     async def _guard(self, work: Awaitable[T]) -> T | Refusal:
-        # Errors a client caused (or a full queue) are returned, so Ray does not log them as failures.
+        # Errors a client caused (or a full queue, or a model that failed to start) are returned, so
+        # Ray does not log them as failures of this deployment.
         try:
             return await work
         except (EngineError, APIError, QueueFullError) as exc:
@@ -77,6 +80,10 @@ class SearchPipeline:
         except BackPressureError as exc:  # this replica's handle to a model deployment is full
             return Refusal(QueueFullError(f"the search pipeline's models are at capacity ({exc.message}); "
                                           "retry later", retry_after_s=exc.retry_after_s or 1.0))
+        except Exception as exc:
+            if is_deployment_unavailable(exc):
+                return Refusal(await self._statuses.failed_error(exc))
+            raise
 
     # ----- helpers -----
     async def _describe(self, entry: ModelEntry) -> dict[str, Any]:

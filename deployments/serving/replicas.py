@@ -18,7 +18,7 @@ import numpy as np
 from ..config import EmbeddingModelConfig, RerankerModelConfig
 from ..engine.backend import RerankInputs
 from ..engine.embedding import EmbeddingEngine
-from ..engine.errors import EngineError, InvalidInputError
+from ..engine.errors import EngineError, InvalidInputError, ModelLoadError
 from ..engine.reranking import RerankEngine
 from ..engine.tokenization import TokenSpan, check_token_ids, list_tokens
 from ..engine.vectors import check_dimensions, truncate_and_normalize
@@ -56,6 +56,15 @@ def _engine_options(config: EmbeddingModelConfig | RerankerModelConfig) -> dict[
         "threads": config.torch_threads, "num_gpus": float(config.deployment.ray_actor_options.get("num_gpus", 0)),
         "backend_options": config.backend_options(),
     }
+
+
+def _load_engine(kind: str, config: EmbeddingModelConfig | RerankerModelConfig, load: Callable[[], Any]) -> Any:
+    """`load()`; a model that cannot load fails the replica with one typed line naming it, not a chain
+    of tracebacks: the Serve controller logs it, and reports its last line as the deployment's cause."""
+    try:
+        return load()
+    except ModelLoadError as exc:
+        raise type(exc)(f"{kind} model {config.served_name()!r} cannot load: {exc.message}", param=exc.param) from None
 
 
 class _ModelReplica:
@@ -145,7 +154,8 @@ class Embedder(_ModelReplica):
     engine: EmbeddingEngine
 
     def __init__(self, config: EmbeddingModelConfig) -> None:
-        self.engine = EmbeddingEngine.load(config.model, **_engine_options(config))
+        self.engine = _load_engine("embedding", config, lambda: EmbeddingEngine.load(config.model,
+                                                                                      **_engine_options(config)))
         super().__init__("embedder", config, lambda rows: list(self.engine.pool(rows)))
 
     def _tokenize(self, job: EmbedJob) -> list[list[int]]:
@@ -190,8 +200,8 @@ class Reranker(_ModelReplica):
     engine: RerankEngine
 
     def __init__(self, config: RerankerModelConfig) -> None:
-        self.engine = RerankEngine.load(config.model, prefix_cache_min_documents=config.prefix_cache_min_documents,
-                                        **_engine_options(config))
+        self.engine = _load_engine("reranker", config, lambda: RerankEngine.load(
+            config.model, prefix_cache_min_documents=config.prefix_cache_min_documents, **_engine_options(config)))
         super().__init__("reranker", config, self._run_batch)
 
     def _run_batch(self, items: list[tuple[RerankInputs, int]]) -> list[float]:

@@ -109,6 +109,16 @@ def test_503_while_the_service_starts_is_retried_until_ready(fake, make_client, 
     assert sleeps == [5.0, 5.0]
 
 
+def test_a_model_that_failed_to_start_is_not_retried(fake, make_client, sleeps):
+    """Double: the real server answers this only when its models cannot load (tests/serving/test_failed_start.py)."""
+    fake.then(error(503, "service_unavailable_error", "Embedder failed to start: no weights", code="model_failed"),
+              path=EMBED)
+    with pytest.raises(ServiceUnavailableError) as caught:
+        make_client().embed("x")
+    assert caught.value.code == "model_failed" and "no weights" in str(caught.value)
+    assert len(fake.requests_to(EMBED)) == 1 and sleeps == []
+
+
 def test_backoff_doubles_and_is_capped(fake, make_client, sleeps):
     """Double: seven consecutive 500s."""
     for _ in range(7):

@@ -9,6 +9,7 @@ from deployments.errors import (
     InvalidRequest,
     MalformedHTTP,
     MalformedRequest,
+    ModelFailed,
     RequestTimeout,
     RequestTooLarge,
     ReservedHeader,
@@ -45,6 +46,7 @@ DOCUMENTED = [
     (InvalidRequest("nonsense", param="top_n"), 422, "invalid_request_error", "invalid_request"),
     (TokenIdsRefused("ids, not text", param="input"), 422, "invalid_request_error", "token_ids_not_accepted"),
     (QueueFullError("busy", retry_after_s=3), 429, "rate_limit_error", "queue_full"),
+    (ModelFailed("failed to start: no weights"), 503, "service_unavailable_error", "model_failed"),
     (ServiceUnavailable("down"), 503, "service_unavailable_error", "unavailable"),
     (ModelLoadError("not loaded"), 503, "service_unavailable_error", "model_not_loaded"),
     (StorageLayoutError("shards differ"), 503, "service_unavailable_error", "storage_layout"),
@@ -77,6 +79,8 @@ async def test_a_model_error_leaves_as_its_documented_status(http, service, erro
         assert r.headers["retry-after"] == "3"
     if isinstance(error, StorageUnavailable) and not isinstance(error, StorageSetupError):
         assert r.headers["retry-after"] == "4"  # the error's own estimate wins over the row's default
+    if code == "model_failed":  # permanent: no retry helps
+        assert "retry-after" not in r.headers
     if status == 401:
         assert r.headers["www-authenticate"].startswith("Bearer")
 

