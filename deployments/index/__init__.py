@@ -1,6 +1,8 @@
 """The document index: durable SQLite shards with in-memory exact and HNSW vector search.
 
 No model code here and no Ray: `IndexShard` becomes a Serve deployment in `deployments.app`.
+The PostgreSQL backend (`deployments.index.postgres`, `postgres_shards`) needs the `postgres`
+extra and is imported only where it is used; its settings (`postgres_config`) need pydantic only.
 """
 
 from .errors import (
@@ -9,6 +11,8 @@ from .errors import (
     DocumentNotFound,
     InvalidIndexRequest,
     StorageLayoutError,
+    StorageSetupError,
+    StorageUnavailable,
 )
 from .filters import MetadataIndex, parse_filter
 from .shard import IndexShard, shard_path
@@ -24,6 +28,8 @@ __all__ = [
     "InvalidIndexRequest",
     "MetadataIndex",
     "StorageLayoutError",
+    "StorageSetupError",
+    "StorageUnavailable",
     "VectorSet",
     "parse_filter",
     "shard_path",

@@ -13,8 +13,9 @@ extension, or a StorageSetupError says exactly what is missing):
 
 HNSW by width (pgvector limits):
 - up to 2000: `vector_ip_ops` on the float32 column; scores are exact inner products;
-- 2001-4000: `halfvec_ip_ops` on `embedding::halfvec(width)`; the 16-bit graph proposes
-  `rescore_factor x k` candidates, re-scored exactly on the float32 column;
+- 2001-4000 (or any width with hnsw_precision: halfvec): `halfvec_ip_ops` on
+  `embedding::halfvec(width)`; the 16-bit graph proposes `rescore_factor x k` candidates,
+  re-scored exactly on the float32 column;
 - over 4000 (Qwen3-Embedding-8B): Matryoshka truncation: `halfvec_cosine_ops` on the first
   `truncated_dimensions` dimensions, candidates re-scored at full width.
 `index: exact` collections get no HNSW index; `exact: true` searches disable index scans, so
@@ -98,10 +99,10 @@ class _Table:
         return f"docs_{self.id}"
 
 
-def _index_method(dimensions: int, index_type: str) -> str:
+def _index_method(dimensions: int, index_type: str, precision: str = "auto") -> str:
     if index_type == "exact":
         return "none"
-    if dimensions <= HNSW_VECTOR_LIMIT:
+    if dimensions <= HNSW_VECTOR_LIMIT and precision == "auto":
         return "vector"
     if dimensions <= HNSW_HALFVEC_LIMIT:
         return "halfvec"
@@ -418,7 +419,7 @@ class PostgresIndex(PostgresLexical):
             raise InvalidIndexRequest(f"index must be auto, exact or hnsw, not {index!r}", param="index")
         if not 1 <= dimensions <= 16000:
             raise InvalidIndexRequest(f"dimensions must be from 1 to 16000, not {dimensions}", param="dimensions")
-        method = _index_method(dimensions, index)
+        method = _index_method(dimensions, index, self.config.hnsw_precision)
         for _ in range(3):
             async with self._transaction() as conn:
                 await self.check_lexical_language(conn, lexical_language)

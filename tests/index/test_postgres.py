@@ -170,14 +170,15 @@ def _indexes(server: PgServer, schema: str) -> str:
     return server.psql(f"SELECT indexdef FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY indexname")
 
 
-@pytest.mark.parametrize(("dimensions", "opclass", "rescored"), [
-    (1024, "vector_ip_ops", False),
-    (2560, "halfvec_ip_ops", True),  # Qwen3-Embedding-4B
-    (4096, "halfvec_cosine_ops", True),  # Qwen3-Embedding-8B: Matryoshka-truncated index
+@pytest.mark.parametrize(("dimensions", "precision", "opclass"), [
+    (1024, "auto", "vector_ip_ops"),
+    (1024, "halfvec", "halfvec_ip_ops"),  # a third of the index size, re-scored
+    (2560, "auto", "halfvec_ip_ops"),  # Qwen3-Embedding-4B
+    (4096, "auto", "halfvec_cosine_ops"),  # Qwen3-Embedding-8B: Matryoshka-truncated index
 ])
-async def test_hnsw_index_by_width_with_exact_rescoring(pg_server: PgServer, dimensions: int, opclass: str,
-                                                         rescored: bool) -> None:
-    index = make_index(pg_server.dsn, truncated_dimensions=1024)
+async def test_hnsw_index_by_width_with_exact_rescoring(pg_server: PgServer, dimensions: int, precision: str,
+                                                         opclass: str) -> None:
+    index = make_index(pg_server.dsn, truncated_dimensions=1024, hnsw_precision=precision)
     info, _ = await index.create_collection("wide", "m", dimensions, "hnsw")
     vectors = clustered(400, d=dimensions, seed=1, centres=8)
     await index.upsert(info, docs(vectors))
