@@ -11,9 +11,8 @@ $QWEN3_SEARCH_DATA_DIR for the embedded store:
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qs, urlsplit
-
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
