@@ -75,7 +75,8 @@ def _traceable(model: Any, output: str) -> Any:
                 kwargs["token_type_ids"] = token_type_ids
             if output == "logits":
                 kwargs["use_cache"] = False
-            return getattr(self.model(**kwargs), output)
+            result: torch.Tensor = getattr(self.model(**kwargs), output)
+            return result
 
     return Graph().eval()
 
