@@ -245,6 +245,8 @@ from deployments.index.shard import IndexShard
 shard = IndexShard(0, 1, sys.argv[1])
 record = {"name": "docs", "model": "m", "dimensions": 8, "index": "auto", "lexical_language": "simple"}
 async def main():
+    created = await shard.create_collection("docs", "m", 8, "auto", "simple")  # an upload never creates one
+    assert isinstance(created, dict), created
     for batch in range(1000):
         docs = [(f"b{batch}-{i}", f"entry {batch}-{i} token{batch}x{i}", {"batch": batch},
                  np.full(8, 1.0, np.float32) / np.sqrt(8)) for i in range(20)]
