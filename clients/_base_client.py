@@ -60,6 +60,8 @@ class RequestSpec(Generic[_T]):
     """Statuses that are answers (e.g. 503 for /health, whose body says which deployment is down)."""
     on_retried_404: Callable[[], _T] | None = None
     """For deletes: the value when a retry is answered 404 (the first attempt did the deleting)."""
+    on_timeout: str | None = None
+    """What to change when no answer comes in time (added to the `APITimeoutError`'s message)."""
 
 
 @dataclass(frozen=True)
@@ -139,13 +141,15 @@ class BaseClient:
             return _Retry(retry_delay(retries_done, parse_retry_after(response.headers)), f"status {status}")
         raise make_status_error(response)
 
-    def _on_transport_error(self, exc: httpx.TransportError, request: httpx.Request, request_id: str,
-                            retries_done: int, options: RequestOptions) -> _Retry:
-        if retries_done < options.max_retries:
+    def _on_transport_error(self, exc: httpx.TransportError, spec: RequestSpec[Any], request: httpx.Request,
+                            request_id: str, retries_done: int, options: RequestOptions) -> _Retry:
+        # A read timeout is not retried: the request arrived and the server is working on it, so another
+        # attempt would do the same work again beside the first (which stops when this client hangs up).
+        if retries_done < options.max_retries and not isinstance(exc, httpx.ReadTimeout):
             return _Retry(retry_delay(retries_done, None), type(exc).__name__)
         if isinstance(exc, httpx.TimeoutException):
-            raise APITimeoutError(f"Request timed out: {self.base_url}{request.url.path}", request=request,
-                                  request_id=request_id) from exc
+            raise APITimeoutError(_timeout_message(self.base_url, spec, request, exc), request=request,
+                                  request_id=request_id, hint=spec.on_timeout) from exc
         reason = str(exc) or type(exc).__name__
         raise APIConnectionError(f"Connection error: {self.base_url}{request.url.path}: {reason}", request=request,
                                  request_id=request_id) from exc
@@ -153,6 +157,17 @@ class BaseClient:
     def _log_retry(self, spec: RequestSpec[Any], retry: _Retry, retries_done: int) -> None:
         logger.info("retrying %s %s in %.2f s (%s; retry %d)", spec.method, spec.path, retry.delay, retry.reason,
                     retries_done + 1)
+
+
+def _timeout_message(base_url: str, spec: RequestSpec[Any], request: httpx.Request,
+                     exc: httpx.TimeoutException) -> str:
+    """What the timeout was; the call's own hint (`on_timeout`) goes beside it."""
+    where = f"{spec.method} {base_url}{request.url.path}"
+    if not isinstance(exc, httpx.ReadTimeout):
+        return f"Request timed out: {where} ({type(exc).__name__})"
+    seconds = (request.extensions.get("timeout") or {}).get("read")
+    waited = f" within {seconds:g} s" if isinstance(seconds, (int, float)) else ""
+    return f"No answer to {where}{waited}; not retried, since the server was working on it."
 
 
 def _failed_for_good(response: httpx.Response) -> bool:
@@ -200,7 +215,8 @@ class SyncAPIClient(BaseClient):
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                outcome: _T | _Retry = self._on_transport_error(exc, request, request_id, retries_done, options)
+                outcome: _T | _Retry = self._on_transport_error(exc, spec, request, request_id, retries_done,
+                                                                 options)
             else:
                 outcome = self._on_response(spec, response, retries_done, options)
             if not isinstance(outcome, _Retry):
@@ -278,7 +294,8 @@ class AsyncAPIClient(BaseClient):
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                outcome: _T | _Retry = self._on_transport_error(exc, request, request_id, retries_done, options)
+                outcome: _T | _Retry = self._on_transport_error(exc, spec, request, request_id, retries_done,
+                                                                 options)
             else:
                 outcome = self._on_response(spec, response, retries_done, options)
             if not isinstance(outcome, _Retry):

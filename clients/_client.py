@@ -165,17 +165,23 @@ def _score_call(queries: str | Sequence[str], documents: list[str], limits: Limi
     return _Call(specs, lambda responses: merge_scores(responses, offsets))
 
 
+SEARCH_TIMEOUT_HINT = ("A search's time is mostly the reranker scoring `top_k` candidates per query: ask for "
+                       "fewer (top_k=), skip the reranker (rerank=False), or allow more time (timeout=).")
+
+
 def _search_call(collection: str, query: str | list[str], limits: Limits | None,
                  fields: dict[str, Any]) -> _Call[Any, SearchResult | list[SearchResult]]:
     path = _collection_path(collection, "search")
     if isinstance(query, str):
-        one = RequestSpec("POST", path, _parser(SearchResult), body={"query": query, **fields})
+        one = RequestSpec("POST", path, _parser(SearchResult), body={"query": query, **fields},
+                          on_timeout=SEARCH_TIMEOUT_HINT)
         return _Call([one], lambda responses: responses[0])
     queries = list(query)
     step = len(queries) if limits is None else max(1, limits.max_queries_per_search)
     starts = range(0, len(queries), step) if queries else range(1)
     specs = [RequestSpec("POST", path, lambda r: _SEARCH_RESULTS.validate_json(r.content),
-                         body={"query": queries[s:s + step], **fields}) for s in starts]
+                         body={"query": queries[s:s + step], **fields}, on_timeout=SEARCH_TIMEOUT_HINT)
+             for s in starts]
     return _Call(specs, lambda responses: [result for answer in responses for result in answer])
 
 
@@ -390,7 +396,8 @@ class Client(SyncAPIClient):
         (split by the server's `max_queries_per_search`).
 
         Args:
-            top_k: candidates from the vector index (server default 100).
+            top_k: candidates per retriever, which the reranker scores (server default 100, or 20 when
+                the reranker runs on CPU; never below `top_n`).
             top_n: results returned (server default 10).
             filter: metadata filter, `{"key": value}` or `{"key": {"$in": [a, b]}}`; all keys must match.
             rerank: rerank the candidates (default yes); with False, scores are cosine similarities.

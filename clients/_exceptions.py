@@ -148,9 +148,13 @@ class APIConnectionError(APIError):
 class APITimeoutError(APIConnectionError):
     """No answer within the timeout."""
 
+    hint: str | None
+    """What to change for an answer in time (in the message too), e.g. for a search: fewer candidates."""
+
     def __init__(self, message: str = "Request timed out.", *, request: httpx.Request | None = None,
-                 request_id: str | None = None) -> None:
-        super().__init__(message, request=request, request_id=request_id)
+                 request_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{message} {hint}" if hint else message, request=request, request_id=request_id)
+        self.hint = hint
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -1,7 +1,11 @@
 """When a failed request is tried again, and after how long.
 
 What is retried
-    * no answer: a refused or dropped connection, a timeout (`APIConnectionError`, `APITimeoutError`);
+    * no answer: a refused or dropped connection, a timeout to connect, to get a pooled connection or
+      to send the body (`APIConnectionError`, `APITimeoutError`). Not a timeout waiting for the answer
+      (a read timeout): the request arrived and the server is computing it, so a retry would run the
+      same work again beside the first. This client hangs up instead, and the server stops the work
+      it abandoned (its queued batches are dropped); `APITimeoutError.hint` says what to change.
     * 408 (request timeout), 429 (queues full), 503 (a model deployment starting or replaced) and every
       other 5xx (a replica that died mid-request answers 500 or 503; a new one takes the retry).
     Nothing else: a 4xx other than 408 and 429 says the request itself is wrong, and sending it again

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from ._client import Client
 from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES
-from ._exceptions import APIConnectionError, APIError, APIStatusError, NotFoundError
+from ._exceptions import APIConnectionError, APIError, APIStatusError, APITimeoutError, NotFoundError
 from .types import HealthResponse, SearchResult
 
 __all__ = ["main", "EXIT_OK", "EXIT_API_ERROR", "EXIT_USAGE", "EXIT_CONNECTION", "EXIT_UNHEALTHY",
@@ -626,7 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "by reciprocal rank fusion")
     p.add_argument("--rrf-k", type=int, help="hybrid: the RRF constant (server default 60)")
     p.add_argument("--weights", metavar="dense=W,lexical=W", help="hybrid: RRF weight per retriever (1 each)")
-    p.add_argument("--top-k", type=int, help="candidates from each retriever (server default 100)")
+    p.add_argument("--top-k", type=int, help="candidates from each retriever, which the reranker scores (server "
+                   "default 100, or 20 when the reranker runs on CPU)")
     p.add_argument("--top-n", type=int, help="results shown (server default 10)")
     p.add_argument("--filter", metavar="JSON", help='metadata filter, e.g. \'{"topic": "physics"}\'')
     p.add_argument("--no-rerank", action="store_true", help="rank by the retriever's score only")
@@ -700,6 +701,17 @@ def _report(error: BaseException, as_json: bool, kind: str) -> None:
         print(f"qwen3-search: {kind}: {error}", file=sys.stderr)
 
 
+def _with_cli_hint(error: APITimeoutError, args: argparse.Namespace) -> APITimeoutError:
+    """The timeout in this command line's words: its flags, not the library's parameters."""
+    if error.hint is None:
+        return error
+    hint = ("A search's time is mostly the reranker scoring --top-k candidates per query: pass a smaller --top-k, "
+            "--no-rerank, or a larger --timeout SECONDS." if args.handler is cmd_search
+            else "Pass a larger --timeout SECONDS.")
+    base = error.message[: -len(error.hint)].rstrip()
+    return APITimeoutError(base, request=error.request, request_id=error.request_id, hint=hint)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
@@ -714,7 +726,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _report(exc, args.json, "usage error")
         return EXIT_USAGE
-    except APIConnectionError as exc:  # includes APITimeoutError
+    except APITimeoutError as exc:
+        _report(_with_cli_hint(exc, args), args.json, "no answer")
+        return EXIT_CONNECTION
+    except APIConnectionError as exc:
         _report(exc, args.json, "no answer")
         return EXIT_CONNECTION
     except APIError as exc:

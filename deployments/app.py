@@ -119,7 +119,7 @@ def build_app(args: AppArgs) -> Application:
         for i in range(index.shards)
     ] if index.backend == "embedded" else []
     pipeline = _deployment(SearchPipeline).options(name="SearchPipeline", **args.pipeline.serve_options()).bind(
-        models=models, handles=handles, shards=shards,
+        models=models, handles=handles, shards=shards, defaults=args.search,
         postgres=index.postgres if index.backend == "postgres" else None)
     components = {"SearchPipeline": pipeline} | {f"IndexShard-{i}": shard for i, shard in enumerate(shards)}
     ingress = _deployment(APIIngress).options(name="APIIngress", **args.ingress.serve_options())

@@ -21,6 +21,7 @@ __all__ = [
     "RerankerModelConfig",
     "LimitsConfig",
     "IndexConfig",
+    "SearchDefaults",
     "AppArgs",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_RERANKER_MODEL",
@@ -210,6 +211,22 @@ class LimitsConfig(_Config):
     )
 
 
+class SearchDefaults(_Config):
+    """What a search gets for the settings its request leaves out."""
+
+    top_k: int = Field(
+        default=100, ge=1,
+        description="Candidates per retriever when a search gives no `top_k` and its reranker runs on a GPU, or it "
+        "does not rerank (the Qwen3 evaluation reranks the top 100).",
+    )
+    top_k_cpu: int = Field(
+        default=20, ge=1,
+        description="Candidates per retriever when a search gives no `top_k` and its reranker runs on CPU: the "
+        "reranker's cost grows with the candidates, and 100 through a 0.6B reranker take minutes on a few cores "
+        "(20 answer within a client's default timeout; see the README's CPU figures).",
+    )
+
+
 class IndexConfig(_Config):
     """Durable document collections and their search index."""
 
@@ -260,6 +277,8 @@ class AppArgs(_Config):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Per-request limits.")
     index: IndexConfig = Field(default_factory=IndexConfig, description="Document collections and search index.")
+    search: SearchDefaults = Field(default_factory=SearchDefaults,
+                                   description="Defaults of POST /v1/collections/{name}/search.")
     pipeline: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64,
                                                   max_queued_requests=-1),

@@ -145,7 +145,8 @@ class SearchJob:
     rrf_k: int = 60
     weights: dict[str, float] | None = None
     """hybrid: retriever name (dense, lexical) -> RRF weight (1 when absent)."""
-    top_k: int = 100
+    top_k: int | None = None
+    """None: the pipeline's default (`SearchDefaults`), which depends on where the reranker runs."""
     top_n: int = 10
     instruction: str | None = None
     filter: dict[str, Any] | None = None
@@ -179,6 +180,18 @@ class SearchOutcome:
     queue_s: float
     inference_s: float
     tokens: int
+    top_k: int | None = None
+    """Candidates taken per retriever (the job's, or the default it got)."""
+    reports: list[tuple[str, ReplicaReport]] = field(default_factory=list)
+    """(model name, report) of each model call the search made, for the ingress's metrics."""
+
+
+@dataclass
+class UpsertOutcome:
+    ids: list[str]
+    """The documents' ids, in request order (generated for documents that had none)."""
+    reports: list[tuple[str, ReplicaReport]] = field(default_factory=list)
+    """(model name, report) of each embedding call, for the ingress's metrics."""
 
 
 @dataclass

@@ -195,7 +195,12 @@ class SearchRequest(StrictRequest):
     rrf_k: int = Field(default=60, ge=1, le=10000,
                        description="hybrid: the RRF constant k in weight / (k + rank); 60 as in the RRF paper.")
     weights: HybridWeights | None = Field(default=None, description="hybrid: per-retriever RRF weights (1 each).")
-    top_k: int = Field(default=100, ge=1, description="Candidates taken from each retriever (Qwen3 eval: 100).")
+    top_k: int | None = Field(
+        default=None, ge=1,
+        description="Candidates taken from each retriever (and reranked). Omitted: the server's default, 100 (the "
+        "Qwen3 evaluation's) when the reranker runs on a GPU or the search does not rerank, 20 when the reranker "
+        "runs on CPU (100 candidates through a 0.6B reranker take minutes on a few cores); never below `top_n`.",
+    )
     top_n: int = Field(default=10, ge=1, description="Results returned after reranking.")
     instruction: str | None = Field(
         default=None,
@@ -229,7 +234,7 @@ class SearchRequest(StrictRequest):
 
     @model_validator(mode="after")
     def _top_n_within_top_k(self) -> "SearchRequest":
-        if self.rerank and self.top_n > self.top_k:
+        if self.rerank and self.top_k is not None and self.top_n > self.top_k:
             raise ValueError(f"top_n ({self.top_n}) must not exceed top_k ({self.top_k})")
         return self
 
@@ -264,6 +269,8 @@ class SearchTimings(WireModel):
 
 class SearchResult(WireModel):
     results: list[SearchHit] = Field(description="Best first.")
+    top_k: int | None = Field(default=None, description="Candidates taken per retriever: the request's `top_k`, or "
+                              "the server's default for it.")
     timings: SearchTimings
 
 

@@ -55,6 +55,10 @@ class APIMetrics:
         self.tokens.labels(model).inc(tokens)
         self.queue_time.labels(model).observe(queue_s)
         self.inference_time.labels(model).observe(inference_s)
+        self.record_replica_report(model, report)
+
+    def record_replica_report(self, model: str, report: ReplicaReport) -> None:
+        """A replica's batches and queue, also from calls that went through the search pipeline."""
         for size in report.batch_sizes:
             self.batch_size.labels(model).observe(size)
         self.replica_queue_tokens.labels(model, report.replica).set(report.queued_tokens)

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,11 +24,13 @@ from ..jobs import (
     EmbedJob,
     EmbedOutcome,
     QueueFullError,
+    ReplicaReport,
     RerankJob,
     RerankOutcome,
     SearchJob,
     SearchOutcome,
     TokenizeJob,
+    UpsertOutcome,
     unwrap,
 )
 from .status import DeploymentStatuses
@@ -81,10 +84,18 @@ async def _call(target: Any, method: str, *args: Any, what: str, statuses: Deplo
 class HandleSearchService:
     """The SearchService of the HTTP layer: one typed call per pipeline method."""
 
-    def __init__(self, pipeline: Any, statuses: DeploymentStatuses | None = None, failure: str | None = None) -> None:
+    def __init__(self, pipeline: Any, statuses: DeploymentStatuses | None = None, failure: str | None = None,
+                 on_report: Callable[[str, ReplicaReport], None] | None = None) -> None:
         self._pipeline = pipeline
         self._statuses = statuses
         self._failure = failure
+        self._on_report = on_report
+        """Where the model replicas' reports that come back through the pipeline go (the metrics)."""
+
+    def _record(self, reports: list[tuple[str, ReplicaReport]]) -> None:
+        if self._on_report is not None:
+            for model, report in reports:
+                self._on_report(model, report)
 
     async def _call(self, method: str, *args: Any) -> Any:
         if self._failure is not None:
@@ -106,7 +117,9 @@ class HandleSearchService:
 
     async def upsert(self, name: str, documents: list[tuple[str | None, str, dict | None]], truncate: bool
                      ) -> list[str]:
-        return await self._call("upsert", name, documents, truncate)
+        outcome: UpsertOutcome = await self._call("upsert", name, documents, truncate)
+        self._record(outcome.reports)
+        return outcome.ids
 
     async def get_document(self, name: str, doc_id: str) -> dict:
         return await self._call("get_document", name, doc_id)
@@ -115,7 +128,9 @@ class HandleSearchService:
         await self._call("delete_document", name, doc_id)
 
     async def search(self, name: str, job: SearchJob) -> SearchOutcome:
-        return await self._call("search", name, job)
+        outcome: SearchOutcome = await self._call("search", name, job)
+        self._record(outcome.reports)
+        return outcome
 
 
 class HandleModelService:
@@ -132,11 +147,12 @@ class HandleModelService:
         is then this ingress alone: /health says so, and every route that needs a model answers 503
         `model_failed` with `startup_failure`, the line the build logged."""
         self.startup_failure = startup_failure or "; ".join(f"{n}: {c}" for n, c in self.failures.items()) or None
-        self.search = HandleSearchService(pipeline, self.statuses, failure=self.startup_failure)
         self._pipeline = pipeline
         self._components = components
         self.limits = limits
         self.metrics = APIMetrics()
+        self.search = HandleSearchService(pipeline, self.statuses, failure=self.startup_failure,
+                                          on_report=self.metrics.record_replica_report)
         self._keys_env, self._keys_file_env = api_keys_env, api_keys_file_env
         self._keys, self.key_problem = read_api_keys(api_keys_env, api_keys_file_env)
         self._keys_read_at = time.monotonic()

@@ -20,6 +20,7 @@ import numpy as np
 from ray.serve.exceptions import BackPressureError
 
 from ..catalog import ModelEntry, resolve_entry
+from ..config import SearchDefaults
 from ..engine.errors import EngineError
 from ..engine.reranking import sigmoid
 from ..engine.vectors import MIN_DIMENSIONS
@@ -40,6 +41,7 @@ from ..jobs import (
     SearchHitOut,
     SearchJob,
     SearchOutcome,
+    UpsertOutcome,
     unwrap,
 )
 from .sharded_index import ShardedIndex
@@ -55,7 +57,8 @@ class SearchPipeline:
     """Stateless orchestration of collections, uploads and searches over one `CollectionIndex`."""
 
     def __init__(self, *, models: list[ModelEntry], handles: dict[str, Any], shards: list[Any] | None = None,
-                 index: CollectionIndex | None = None, postgres: Any = None, embed_chunk: int = 64) -> None:
+                 index: CollectionIndex | None = None, postgres: Any = None, embed_chunk: int = 64,
+                 defaults: SearchDefaults | None = None) -> None:
         self.entries = [entry.bound(handles) for entry in models]
         if index is None and postgres is not None:  # a PostgresConfig: this replica's own pools
             from ..index.postgres import PostgresIndex
@@ -67,6 +70,7 @@ class SearchPipeline:
             index = ShardedIndex(shards)
         self.index: CollectionIndex = index
         self.embed_chunk = embed_chunk
+        self.defaults = defaults or SearchDefaults()
         self._described: dict[str, dict[str, Any]] = {}
         self._statuses = DeploymentStatuses()
 
@@ -92,8 +96,8 @@ class SearchPipeline:
         return self._described[entry.name]
 
     async def _embed(self, model: str, texts: list[str], *, dimensions: int, query: bool, truncate: bool,
-                     instruction: str | None = None) -> tuple[np.ndarray, float, float, int]:
-        """Vectors, inference and queue seconds, and tokens, embedding in parallel chunks."""
+                     instruction: str | None = None) -> tuple[np.ndarray, float, float, int, list[tuple[str, Any]]]:
+        """Vectors, inference and queue seconds, tokens, and the replicas' reports, embedding in parallel chunks."""
         entry = resolve_entry(self.entries, "embedding", model)
         if instruction is not None and (await self._describe(entry))["default_instruction"] is None:
             instruction = None  # the model takes no instructions; the reranker still gets it
@@ -104,7 +108,7 @@ class SearchPipeline:
             for chunk in chunks))]
         vectors = np.concatenate([o.vectors for o in outcomes])
         return (vectors, max(o.timings.inference_s for o in outcomes), max(o.timings.queue_s for o in outcomes),
-                sum(o.timings.tokens for o in outcomes))
+                sum(o.timings.tokens for o in outcomes), [(entry.name, o.report) for o in outcomes])
 
     # ----- collections -----
     async def create_collection(self, name: str, model: str | None, dimensions: int | None, index: str,
@@ -139,19 +143,19 @@ class SearchPipeline:
 
     # ----- documents -----
     async def upsert(self, name: str, documents: list[tuple[str | None, str, dict | None]], truncate: bool = True
-                     ) -> list[str] | Refusal:
+                     ) -> UpsertOutcome | Refusal:
         return await self._guard(self._upsert(name, documents, truncate))
 
     async def _upsert(self, name: str, documents: list[tuple[str | None, str, dict | None]], truncate: bool
-                      ) -> list[str]:
+                      ) -> UpsertOutcome:
         ids = [doc_id or uuid.uuid4().hex for doc_id, _, _ in documents]
         reject_duplicate_ids(ids)  # on every backend, before anything is embedded or stored
         record = await self.index.get_collection(name)
-        vectors, _, _, _ = await self._embed(record.model, [text for _, text, _ in documents],
-                                             dimensions=record.dimensions, query=False, truncate=truncate)
+        vectors, _, _, _, reports = await self._embed(record.model, [text for _, text, _ in documents],
+                                                      dimensions=record.dimensions, query=False, truncate=truncate)
         await self.index.upsert(record, [DocumentWrite(doc_id, text, metadata, vector) for doc_id, (_, text, metadata),
                                          vector in zip(ids, documents, vectors, strict=True)])
-        return ids
+        return UpsertOutcome(ids, reports)
 
     async def get_document(self, name: str, doc_id: str) -> dict[str, Any] | Refusal:
         return await self._guard(self.index.get_document(name, doc_id))
@@ -163,18 +167,31 @@ class SearchPipeline:
     async def search(self, name: str, job: SearchJob) -> SearchOutcome | Refusal:
         return await self._guard(self._search(name, job))
 
+    async def _top_k(self, job: SearchJob) -> int:
+        """The job's `top_k`, or the default for where its reranker runs (never below `top_n`)."""
+        if job.top_k is not None:
+            return job.top_k
+        top_k = self.defaults.top_k
+        if job.rerank:
+            entry = resolve_entry(self.entries, "reranker", job.reranker)
+            if str((await self._describe(entry))["device"]).startswith("cpu"):
+                top_k = self.defaults.top_k_cpu
+        return max(top_k, job.top_n)
+
     async def _search(self, name: str, job: SearchJob) -> SearchOutcome:
         started = time.perf_counter()
         parse_filter(job.filter)  # a bad filter fails before any model runs
+        top_k = await self._top_k(job)
         record = await self.index.get_collection(name)
         embed_inference, queue, tokens = 0.0, 0.0, 0
         vectors = None
+        reports: list[tuple[str, Any]] = []
         if job.mode != "lexical":  # a lexical search needs no query embedding
-            vectors, embed_inference, queue, tokens = await self._embed(
+            vectors, embed_inference, queue, tokens, reports = await self._embed(
                 record.model, job.queries, dimensions=record.dimensions, query=True, truncate=job.truncate,
                 instruction=job.instruction)
         embedded = time.perf_counter()
-        candidates = await self._candidates(name, job, vectors)
+        candidates = await self._candidates(name, job, top_k, vectors)
         searched = time.perf_counter()
         scores: list[list[float]] = [[h.retriever_score for h in hits] for hits in candidates]
         rerank_inference = 0.0
@@ -186,6 +203,7 @@ class SearchPipeline:
             reranked = iter(outcome.logits)
             scores = [sigmoid(next(reranked)).tolist() if hits else [] for hits in candidates]
             rerank_inference = outcome.timings.inference_s
+            reports.append((entry.name, outcome.report))
             queue += outcome.timings.queue_s
             tokens += outcome.timings.tokens
         finished = time.perf_counter()
@@ -201,23 +219,24 @@ class SearchPipeline:
         timings = {"embed_ms": (embedded - started) * 1000, "search_ms": (searched - embedded) * 1000,
                    "rerank_ms": (finished - searched) * 1000, "total_ms": (finished - started) * 1000}
         return SearchOutcome(results=results, timings_ms=timings, inference_s=embed_inference + rerank_inference,
-                             queue_s=queue, tokens=tokens)
+                             queue_s=queue, tokens=tokens, top_k=top_k, reports=reports)
 
-    async def _candidates(self, name: str, job: SearchJob, vectors: np.ndarray | None) -> list[list[FusedHit]]:
+    async def _candidates(self, name: str, job: SearchJob, top_k: int,
+                          vectors: np.ndarray | None) -> list[list[FusedHit]]:
         """Per query, the candidates for the reranker: one retriever's `top_k`, or in hybrid mode each
         retriever's `top_k` fused by RRF and cut at `top_k` (so the reranker's work does not grow)."""
         if job.mode == "lexical":
-            lexical = await self.index.lexical_search(name, job.queries, job.top_k, job.filter)
+            lexical = await self.index.lexical_search(name, job.queries, top_k, job.filter)
             return [ranked(hits, "lexical") for hits in lexical]
         assert vectors is not None
         if job.mode == "dense":
-            dense = await self.index.search(name, vectors, job.top_k, job.filter, job.exact)
+            dense = await self.index.search(name, vectors, top_k, job.filter, job.exact)
             return [ranked(hits, "dense") for hits in dense]
         dense, lexical = await asyncio.gather(
-            self.index.search(name, vectors, job.top_k, job.filter, job.exact),
-            self.index.lexical_search(name, job.queries, job.top_k, job.filter))
+            self.index.search(name, vectors, top_k, job.filter, job.exact),
+            self.index.lexical_search(name, job.queries, top_k, job.filter))
         return [reciprocal_rank_fusion({"dense": d, "lexical": lex}, rrf_k=job.rrf_k, weights=job.weights,
-                                       limit=job.top_k)
+                                       limit=top_k)
                 for d, lex in zip(dense, lexical, strict=True)]
 
     async def ping(self) -> str:

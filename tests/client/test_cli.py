@@ -206,6 +206,18 @@ def test_no_server_is_exit_code_3(capsys):
     assert "no answer: Connection error" in capsys.readouterr().err
 
 
+def test_a_search_timeout_names_the_flags_that_change_it(fake_cli, capsys):
+    """Double: a read timeout on demand (a real one would take the timeout's length)."""
+    fake_cli.then(httpx.ReadTimeout, path="/v1/collections/docs/search")
+    assert cli.main(["--url", "http://fake", "search", "docs", "a query"]) == cli.EXIT_CONNECTION
+    err = capsys.readouterr().err
+    assert "no answer: No answer to POST http://fake/v1/collections/docs/search" in err
+    for flag in ("--top-k", "--no-rerank", "--timeout"):
+        assert flag in err
+    assert "top_k=" not in err  # the command line's words, not the library's
+    assert len(fake_cli.requests_to("/v1/collections/docs/search")) == 1  # not retried
+
+
 # ---------------------------------------------------------------- ingest: validation, BEIR, progress
 def test_a_malformed_file_leaves_nothing_behind(fake_cli, tmp_path, capsys):
     """Double: the fake records every request, so 'nothing was created' is checkable."""

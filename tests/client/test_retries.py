@@ -83,10 +83,10 @@ def test_a_dropped_connection_is_retried(fake, make_client, sleeps):
     assert_backoff(sleeps[0], 0)
 
 
-def test_timeouts_exhaust_the_retries_then_raise_api_timeout_error(fake, make_client, sleeps):
+def test_connect_timeouts_exhaust_the_retries_then_raise_api_timeout_error(fake, make_client, sleeps):
     """Double: a timeout on demand, without waiting for one."""
     for _ in range(3):
-        fake.then(httpx.ReadTimeout, path=EMBED)
+        fake.then(httpx.ConnectTimeout, path=EMBED)
     with pytest.raises(APITimeoutError) as caught:
         make_client().embed("x")
     assert isinstance(caught.value, APIConnectionError)
@@ -97,6 +97,25 @@ def test_timeouts_exhaust_the_retries_then_raise_api_timeout_error(fake, make_cl
     assert len(sleeps) == 2
     assert_backoff(sleeps[0], 0)
     assert_backoff(sleeps[1], 1)
+
+
+def test_a_read_timeout_is_not_retried_and_says_what_to_change(fake, make_client, sleeps):
+    """Double: a timeout on demand. The server got the request and is computing it: a retry would run the
+    same work again beside the abandoned one, so the first read timeout is raised, with the call's hint."""
+    fake.then(httpx.ReadTimeout, path="/v1/collections/docs/search")
+    with pytest.raises(APITimeoutError) as caught:
+        make_client().search("docs", "a query", timeout=httpx.Timeout(7.0, connect=1.0))
+    assert len(fake.requests_to("/v1/collections/docs/search")) == 1 and sleeps == []
+    message = str(caught.value)
+    assert "within 7 s" in message and "not retried" in message
+    assert caught.value.hint is not None and message.endswith(caught.value.hint)
+    for knob in ("top_k=", "rerank=False", "timeout="):
+        assert knob in caught.value.hint
+
+    fake.then(httpx.ReadTimeout, path=EMBED)
+    with pytest.raises(APITimeoutError) as caught:
+        make_client().embed("x")
+    assert len(fake.requests_to(EMBED)) == 1 and caught.value.hint is None
 
 
 def test_503_while_the_service_starts_is_retried_until_ready(fake, make_client, sleeps):

@@ -131,7 +131,8 @@ class FakeSearchService:
                     for doc_id, (text, metadata) in self.documents[name].items()]
             results.append(sorted(hits, key=lambda h: -h.score)[: job.top_n])
         return SearchOutcome(results=results, timings_ms={"embed_ms": 1.0, "search_ms": 2.0, "rerank_ms": 3.0,
-                                                          "total_ms": 6.0}, queue_s=0.0, inference_s=0.0, tokens=5)
+                                                          "total_ms": 6.0}, queue_s=0.0, inference_s=0.0, tokens=5,
+                             top_k=job.top_k or 77)  # 77: what this double's "server default" is
 
 
 @dataclass

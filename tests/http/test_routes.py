@@ -140,12 +140,13 @@ async def test_collection_lifecycle(http, service):
     assert doc.metadata == {"k": 1}
     r = await http.post("/v1/collections/docs/search", json={"query": "cat", "top_k": 5, "top_n": 1})
     result = SearchResult.model_validate(r.json())
-    assert [h.id for h in result.results] == ["a"] and result.timings.total_ms == 6.0
+    assert [h.id for h in result.results] == ["a"] and result.timings.total_ms == 6.0 and result.top_k == 5
     assert service.search.last_job is not None and service.search.last_job.top_k == 5
     many = TypeAdapter(list[SearchResult]).validate_python(
         (await http.post("/v1/collections/docs/search", json={"query": ["cat", "dog"], "return_metadata": False})
          ).json())
     assert len(many) == 2 and many[0].results[0].metadata is None
+    assert service.search.last_job.top_k is None and many[0].top_k == 77  # the service's default, passed on
     assert (await http.delete("/v1/collections/docs/documents/a")).json() == {"id": "a", "deleted": True}
     assert (await http.get("/v1/collections/docs/documents/a")).status_code == 404
     assert (await http.delete("/v1/collections/docs")).json() == {"name": "docs", "deleted": True}

@@ -281,3 +281,38 @@ async def test_a_10x_burst_gets_429_within_1_s_and_the_server_stays_healthy(serv
     async with serve_app.async_client() as client:
         assert (await client.post("/v1/embeddings", json={"input": "x", "model": "tiny-backpressure"})
                 ).status_code == 200
+
+
+def _reranker_items_scored(http) -> float:
+    """Documents the reranker has scored, from /metrics. Replicas report their batches with their next
+    answer, so a one-document rerank first brings the report up to date (and adds one document: the
+    work between two readings is their difference less one)."""
+    assert http.post("/v1/rerank", json={"query": "q", "documents": ["d"]}).status_code == 200
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith('qwen3_search_batch_size_sum{model="tiny-reranker"}'):
+            return float(line.split()[-1])
+    raise AssertionError("no batch sizes of tiny-reranker in /metrics")
+
+
+def test_work_a_client_abandons_stops(serve_app, http):
+    """A search whose reranking takes dozens of batches; the client hangs up early. The reranker's batches
+    that had not started are dropped (cancellation reaches it through the ingress and the pipeline): it
+    scores far fewer than the candidates, where it used to score all of them for nobody."""
+    name = collection(http)
+    words = " ".join(f"term{j}" for j in range(500))  # ~1,000 tokens a document: a handful per CPU batch
+    documents = [{"id": f"d{i}", "text": f"document {i} {words}"} for i in range(200)]
+    assert http.post(f"/v1/collections/{name}/documents", json={"documents": documents}).status_code == 200
+    search = {"query": "term7 document", "top_k": 200, "top_n": 10}
+
+    before = _reranker_items_scored(http)
+    started = time.monotonic()
+    assert http.post(f"/v1/collections/{name}/search", json=search).status_code == 200
+    whole = time.monotonic() - started
+    assert _reranker_items_scored(http) - before - 1 == 200  # the control: a finished search scores them all
+
+    before = _reranker_items_scored(http)
+    with pytest.raises(httpx.ReadTimeout):  # a quarter of the time the whole search took
+        http.post(f"/v1/collections/{name}/search", json=search, timeout=httpx.Timeout(whole / 4, connect=10))
+    time.sleep(max(2.0, whole / 2))  # room for the batch that was running, and for any that were not dropped
+    scored = _reranker_items_scored(http) - before - 1
+    assert scored < 150, f"the reranker scored {scored:.0f} of 200 candidates for a client that had gone"

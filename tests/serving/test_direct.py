@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deployments.catalog import ModelEntry
-from deployments.config import EmbeddingModelConfig, RerankerModelConfig
+from deployments.config import EmbeddingModelConfig, RerankerModelConfig, SearchDefaults
 from deployments.engine.reranking import sigmoid
 from deployments.index import IndexShard
 from deployments.index.errors import CollectionNotFound
@@ -107,8 +107,10 @@ async def test_pipeline_over_local_shards_and_models(embedder, reranker, tmp_pat
     info, created = await pipeline.create_collection("docs", None, 32, "auto")
     assert created and info.dimensions == 32 and info.model == "tiny"
     texts = [f"document number {i} about topic {i % 3}" for i in range(12)]
-    ids = await pipeline.upsert("docs", [(f"d{i}", t, {"topic": i % 3}) for i, t in enumerate(texts)])
-    assert ids == [f"d{i}" for i in range(12)]
+    stored = await pipeline.upsert("docs", [(f"d{i}", t, {"topic": i % 3}) for i, t in enumerate(texts)])
+    assert not isinstance(stored, Refusal) and stored.ids == [f"d{i}" for i in range(12)]
+    # the embedder's batches come back for the ingress's metrics (12 texts, chunks of 64: one call)
+    assert [model for model, _ in stored.reports] == ["tiny"] and sum(stored.reports[0][1].batch_sizes) == 12
     assert (await pipeline.get_collection("docs")).count == 12
     assert sum(len(s._collections["docs"].vectors) for s in shards) == 12  # spread over both shards
     outcome = await pipeline.search("docs", SearchJob(queries=[texts[4]], top_k=5, top_n=3, filter={"topic": 1},
@@ -176,3 +178,42 @@ async def test_pipeline_search_modes(embedder, reranker, tmp_path):
     assert len(candidates) == 3 and all(h.retrievers for h in reranked.results[0])
     scores = [h.score for h in reranked.results[0]]
     assert scores == sorted(scores, reverse=True)
+
+
+class _OnGpu(LocalHandle):
+    """Double: the reranker's self-description as on a GPU (there is none here); its scoring is the real one."""
+
+    async def _describe(self) -> dict[str, Any]:
+        return {**await self._target.describe(), "device": "cuda:0"}
+
+    def __getattr__(self, name: str) -> _Remote:
+        return _Remote(self._describe) if name == "describe" else super().__getattr__(name)
+
+
+async def test_a_search_without_top_k_gets_the_default_for_where_its_reranker_runs(embedder, reranker, tmp_path):
+    shard = IndexShard(0, 1, str(tmp_path), hnsw_threshold=1000)
+    models = [ModelEntry("tiny", "embedding", "tiny", "Embedder", True),
+              ModelEntry("tiny-rr", "reranker", "tiny-rr", "Reranker", True)]
+    defaults = SearchDefaults(top_k=9, top_k_cpu=4)
+
+    def pipeline_with(reranker_handle: LocalHandle) -> SearchPipeline:
+        return SearchPipeline(models=models, handles={"Embedder": LocalHandle(embedder), "Reranker": reranker_handle},
+                              shards=[LocalHandle(shard)], defaults=defaults)
+
+    on_cpu = pipeline_with(LocalHandle(reranker))
+    await on_cpu.create_collection("docs", None, 32, "auto")
+    await on_cpu.upsert("docs", [(f"d{i}", f"document {i} on topic {i % 3}", None) for i in range(12)])
+
+    async def search(pipeline: SearchPipeline, **fields: Any) -> tuple[int | None, int, int]:
+        """The top_k the search got, its hits, and how many documents the reranker scored for it."""
+        assert reranker.batcher is not None
+        before = reranker.batcher.stats.items
+        outcome = await pipeline.search("docs", SearchJob(queries=["topic 1"], **fields))
+        assert not isinstance(outcome, Refusal)
+        return outcome.top_k, len(outcome.results[0]), reranker.batcher.stats.items - before
+
+    assert await search(on_cpu, top_n=3) == (4, 3, 4)  # the reranker is on CPU: top_k_cpu
+    assert await search(on_cpu, top_n=6) == (6, 6, 6)  # never fewer candidates than results
+    assert await search(on_cpu, top_n=3, rerank=False) == (9, 3, 0)  # no reranker, no reranker's cost
+    assert await search(on_cpu, top_k=7, top_n=3) == (7, 3, 7)  # a request's own top_k wins
+    assert await search(pipeline_with(_OnGpu(reranker)), top_n=3) == (9, 3, 9)

@@ -101,7 +101,7 @@ async def search(name: str, body: SearchRequest, request: Request) -> Response:
     queries = body.queries()
     for value, limit, param in ((body.top_k, limits.max_top_k, "top_k"), (body.top_n, limits.max_top_n, "top_n"),
                                 (len(queries), limits.max_queries_per_search, "query")):
-        if value > limit:
+        if value is not None and value > limit:
             raise RequestTooLarge(f"{param} is {value}; the limit is {limit}", param=param)
     outcome = await _search(request).search(name, SearchJob(
         queries=queries, mode=body.mode, rrf_k=body.rrf_k,
@@ -115,6 +115,6 @@ async def search(name: str, body: SearchRequest, request: Request) -> Response:
     answers = [SearchResult(results=[SearchHit(id=h.id, text=h.text, metadata=h.metadata, score=h.score,
                                                embedding_score=h.embedding_score, lexical_score=h.lexical_score,
                                                fused_score=h.fused_score, retrievers=h.retrievers)
-                                     for h in hits], timings=timings)
+                                     for h in hits], top_k=outcome.top_k, timings=timings)
                for hits in outcome.results]
     return respond(answers[0] if isinstance(body.query, str) else answers)
