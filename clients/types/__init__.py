@@ -33,6 +33,8 @@ from .common import (
     ModelCard,
     ModelList,
     ServedModel,
+    TEIErrorResponse,
+    TEIInfo,
 )
 from .embeddings import (
     CohereEmbeddings,
@@ -77,7 +79,8 @@ __all__ = [
     "SearchTimings", "StoredDocument", "UpsertRequest", "UpsertResponse",
     "CohereRerankMeta", "CohereRerankRequest", "CohereRerankResponse", "CohereRerankResult", "Embedding",
     "EmbeddingInput", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ErrorDetail", "ErrorResponse",
-    "HealthResponse", "InfoResponse", "Limits", "ModelCard", "ModelList", "RerankDocument", "RerankRequest",
+    "HealthResponse", "InfoResponse", "TEIErrorResponse", "TEIInfo", "Limits", "ModelCard", "ModelList",
+    "RerankDocument", "RerankRequest",
     "RerankResponse", "RerankResult", "RerankUsage", "ScoreData", "ScoreRequest", "ScoreResponse", "ScoreUsage",
     "ServedModel", "TEIEmbedRequest", "TEIRerankRequest", "TEIRerankResult", "decode_base64_embedding",
     "CohereEmbedMeta", "CohereEmbedRequest", "CohereEmbedResponse", "CohereEmbeddingType", "CohereEmbeddings",

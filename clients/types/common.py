@@ -18,9 +18,21 @@ class ErrorDetail(WireModel):
 
 
 class ErrorResponse(WireModel):
-    """Every error answer: `{"error": {"message", "type", "param", "code"}}` (what OpenAI clients parse)."""
+    """Every error answer: `{"error": {"message", "type", "param", "code"}}` (what OpenAI clients parse),
+    but on the TEI routes (`TEIErrorResponse`)."""
 
     error: ErrorDetail
+
+
+class TEIErrorResponse(WireModel):
+    """Error answers of the Text Embeddings Inference routes (`/embed`, `/tokenize`, `/decode`, `POST /`,
+    `/tei/{model}/...`): TEI's own body, which TEI clients parse, with the envelope's other fields beside."""
+
+    error: str = Field(description="What went wrong.")
+    error_type: str = Field(description="TEI's kind of error: Validation, Overloaded, Unhealthy or Backend.")
+    type: str = Field(description="This service's error type, as in the envelope's `error.type`.")
+    param: str | None = Field(default=None, description="The request field at fault, when one is.")
+    code: str | None = Field(default=None, description="This service's error code, as in `error.code`.")
 
 
 class ModelCard(WireModel):
@@ -70,32 +82,45 @@ class Limits(WireModel):
     body_timeout_s: float = Field(default=60.0, description="Seconds a request body may take to arrive (then 408).")
 
 
-class InfoResponse(WireModel):
-    """This service's models and limits, plus Text Embeddings Inference's `/info` fields.
+class TEIInfoFields(WireModel):
+    """Text Embeddings Inference's `/info` fields, describing one model."""
 
-    TEI serves one model per server and its clients (tei-client, LangChain's TEI classes) read
-    `model_type` before they call anything; here the `model_*` and `max_*` fields describe the
-    default embedding model.
-    """
-
-    version: str
-    models: list[ServedModel]
-    limits: Limits
-    model_id: str | None = Field(default=None, description="TEI: the default embedding model's name.")
+    model_id: str | None = Field(default=None, description="TEI: the model's name.")
     model_sha: str | None = None
     model_dtype: str | None = Field(default=None, description="TEI: its weight dtype.")
     model_type: dict[str, dict[str, Any]] | None = Field(
-        default=None, description='TEI: `{"embedding": {"pooling": "last_token" | "mean" | "cls"}}`.'
+        default=None, description='TEI: `{"embedding": {"pooling": "last_token" | "mean" | "cls"}}`, or for a '
+        'reranker `{"reranker": {"id2label": ..., "label2id": ...}}`.'
     )
     max_concurrent_requests: int | None = None
     max_input_length: int | None = Field(default=None, description="TEI: tokens per input at most.")
     max_batch_tokens: int | None = Field(default=None, description="TEI: tokens per forward pass at most.")
     max_batch_requests: int | None = Field(default=None, description="TEI: inputs per forward pass at most.")
-    max_client_batch_size: int | None = Field(default=None, description="TEI: inputs per request at most.")
+    max_client_batch_size: int | None = Field(default=None, description="TEI: inputs (or a reranker's texts) "
+                                              "per request at most.")
     auto_truncate: bool | None = None
     tokenization_workers: int | None = None
     sha: str | None = None
     docker_label: str | None = None
+
+
+class TEIInfo(TEIInfoFields):
+    """`GET /tei/{model}/info`: TEI's `/info` of one served model, for TEI clients given that root."""
+
+    version: str
+
+
+class InfoResponse(TEIInfoFields):
+    """This service's models and limits, plus Text Embeddings Inference's `/info` fields.
+
+    TEI serves one model per server and its clients (tei-client, LangChain's TEI classes) read
+    `model_type` before they call anything; here the `model_*` and `max_*` fields describe the
+    default embedding model (`/tei/{model}/info` describes any one model).
+    """
+
+    version: str
+    models: list[ServedModel]
+    limits: Limits
 
 
 class HealthResponse(WireModel):

@@ -129,7 +129,8 @@ class EmbeddingEngine:
                 return ""
         if prompt_name not in self.files.prompts:
             raise InvalidInputError(
-                f"unknown prompt_name {prompt_name!r}; this model has {sorted(self.files.prompts) or 'no prompts'}",
+                # TEI's wording after the semicolon: TEI clients read the names from it (tei-client's prompt_names)
+                f"unknown prompt_name {prompt_name!r}; Available prompts: [{', '.join(sorted(self.files.prompts))}]",
                 param="prompt_name",
             )
         return self.files.prompts[prompt_name]

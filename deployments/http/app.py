@@ -16,10 +16,17 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clients.types import ErrorResponse
+from clients.types import ErrorResponse, TEIErrorResponse
 
 from ..errors import InvalidRequest, MalformedRequest
-from .errors import MethodNotAllowed, RouteNotFound, describe_status, documented_errors, error_response_bytes
+from .errors import (
+    MethodNotAllowed,
+    RouteNotFound,
+    describe_status,
+    documented_errors,
+    error_dialect,
+    error_response_bytes,
+)
 from .middleware import OPEN_PATHS, APIMiddleware
 from .routers import ALL_ROUTERS
 from .service import ModelService
@@ -70,7 +77,8 @@ def validation_error(errors: list[dict]) -> Exception:
 
 
 def _envelope(exc: Exception, request: Request) -> Response:
-    status, headers, payload = error_response_bytes(exc, getattr(request.state, "request_id", None))
+    status, headers, payload = error_response_bytes(exc, getattr(request.state, "request_id", None),
+                                                    path=request.url.path)
     return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers
                                                           if k != b"content-length"})
 
@@ -122,7 +130,8 @@ def _add_docs(app: FastAPI) -> None:
 
 def _true_error_responses(app: FastAPI) -> None:
     """Make the OpenAPI document state the errors really sent: the `{"error"}` envelope (not
-    FastAPI's `{"detail"}`) for 422, and every status of `documented_errors` on each operation."""
+    FastAPI's `{"detail"}`) for 422, TEI's body on its routes, and every status of `documented_errors` on
+    each operation."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -130,17 +139,20 @@ def _true_error_responses(app: FastAPI) -> None:
             return app.openapi_schema
         spec = build()
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in schemas["ErrorResponse"].pop("$defs", {}).items():
-            schemas.setdefault(name, sub)
-        envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        bodies = {}
+        for dialect, model in (("openai", ErrorResponse), ("tei", TEIErrorResponse)):
+            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schemas[model.__name__].pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            bodies[dialect] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
         for path, operations in spec["paths"].items():
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)  # FastAPI's HTTPValidationError, never sent
+                body = bodies[error_dialect(path)]
                 for status in documented_errors(method, path.replace(":path", ""), open_path=path in OPEN_PATHS,
                                                 has_body="requestBody" in operation):
-                    responses.setdefault(str(status), {"description": describe_status(status), "content": envelope})
+                    responses.setdefault(str(status), {"description": describe_status(status), "content": body})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = spec

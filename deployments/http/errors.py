@@ -1,6 +1,9 @@
 """From error type to HTTP status, in one table, and the one error envelope every route sends.
 
-The envelope is OpenAI's: `{"error": {"message", "type", "param", "code"}}`. A status code
+The envelope is OpenAI's: `{"error": {"message", "type", "param", "code"}}`; on the Text
+Embeddings Inference routes (`TEI_ERROR_PATHS`, and everything under `/tei/{model}/`) it is
+TEI's own, `{"error": message, "error_type": ...}`, which TEI clients parse (tei-client reads a
+model's prompt names from it), with the envelope's `type`, `param` and `code` beside. The status and headers are the same either way. A status code
 is only ever chosen here: routes, middleware and the serving layer raise typed errors;
 FastAPI's own validation and routing errors are turned into typed errors first.
 Ray's exception types are looked up only when Ray is already loaded (the ingress), so the
@@ -11,7 +14,7 @@ import logging
 import sys
 from dataclasses import dataclass, replace
 
-from clients.types import ErrorDetail, ErrorResponse
+from clients.types import ErrorDetail, ErrorResponse, TEIErrorResponse
 
 from ..engine.errors import EngineError, InputTooLongError, InvalidInputError, ModelLoadError
 from ..errors import (
@@ -46,6 +49,8 @@ __all__ = [
     "map_exception",
     "error_body",
     "error_response_bytes",
+    "TEI_ERROR_PATHS",
+    "error_dialect",
     "documented_errors",
     "describe_status",
 ]
@@ -165,13 +170,36 @@ def _printable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def error_response_bytes(exc: BaseException, request_id: str | None = None
+TEI_ERROR_PATHS = frozenset({"/", "/embed", "/tokenize", "/decode"})
+"""The TEI-only routes of routers/tei.py (POST /rerank is shared with Jina and vLLM clients: it keeps the
+envelope, as its `/tei/{model}/rerank` twin does not)."""
+TEI_ROOT_PREFIX = "/tei/"
+
+# TEI's error types by status (text-embeddings-inference's ErrorType).
+_TEI_ERROR_TYPES = {400: "Validation", 401: "Validation", 404: "Validation", 405: "Validation", 408: "Validation",
+                    409: "Validation", 413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Unhealthy"}
+
+
+def error_dialect(path: str | None) -> str:
+    """`tei` for the TEI routes, else `openai` (the envelope)."""
+    if path is not None and (path in TEI_ERROR_PATHS or path.startswith(TEI_ROOT_PREFIX)):
+        return "tei"
+    return "openai"
+
+
+def error_response_bytes(exc: BaseException, request_id: str | None = None, *, path: str | None = None
                          ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of the envelope for `exc`: the one builder every error answer uses."""
+    """Status, headers and body of the envelope for `exc` (TEI's error body on TEI's routes, see
+    `error_dialect`): the one builder every error answer uses."""
     import orjson
 
     mapping, body = error_body(exc, request_id)
-    payload = orjson.dumps(body.model_dump())
+    if error_dialect(path) == "tei":
+        payload = orjson.dumps(TEIErrorResponse(
+            error=body.error.message, error_type=_TEI_ERROR_TYPES.get(mapping.status, "Backend"),
+            type=body.error.type, param=body.error.param, code=body.error.code).model_dump())
+    else:
+        payload = orjson.dumps(body.model_dump())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if mapping.retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, round(mapping.retry_after_s))).encode()))

@@ -140,7 +140,7 @@ class APIMiddleware:
         except Exception as exc:  # noqa: BLE001 - every error leaves as the envelope
             if status_holder["started"]:
                 raise
-            status, error_headers, payload = error_response_bytes(exc, request_id)
+            status, error_headers, payload = error_response_bytes(exc, request_id, path=scope.get("path"))
             await send_with_headers({"type": "http.response.start", "status": status, "headers": error_headers})
             await send_with_headers({"type": "http.response.body", "body": payload})
         finally:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployments.http.errors import error_dialect
+
 __all__ = ["FuzzReport", "fuzz"]
 
 _ENVELOPE = {"message", "type", "param", "code"}
@@ -212,14 +214,21 @@ def _record(report: FuzzReport, label: str, case: Any, response: Any, content: b
     sent = _describe(case) if content is None else f"path={case.formatted_path} body={content[:300]!r}"
     if response.status_code >= 500:
         report.server_errors.append(f"{label} -> {response.status_code}: {response.text[:300]} ({sent})")
-    elif response.status_code >= 400 and not _is_envelope(response.content):
+    elif response.status_code >= 400 and not _is_envelope(response.content, tei=error_dialect(
+            case.formatted_path) == "tei"):
         report.bad_envelopes.append(f"{label} -> {response.status_code}: {response.text[:300]} ({sent})")
 
 
-def _is_envelope(content: bytes) -> bool:
+def _is_envelope(content: bytes, *, tei: bool = False) -> bool:
+    """The error envelope, or on a TEI route TEI's error body (`{"error": str, "error_type": str}` and the
+    envelope's type, param and code)."""
     try:
         body = json.loads(content)
     except ValueError:
         return False
+    if tei:
+        return (isinstance(body, dict) and set(body) == {"error", "error_type", "type", "param", "code"}
+                and isinstance(body["error"], str)
+                and body["error_type"] in {"Validation", "Overloaded", "Unhealthy", "Backend"})
     return isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], dict) and set(
         body["error"]) == _ENVELOPE

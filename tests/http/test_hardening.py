@@ -22,6 +22,7 @@ from deployments.index.vectors import VectorSet
 from deployments.jobs import QueueFullError, Refusal
 from deployments.serving.sharded_index import shard_of
 from tests.conftest import default_tokenizer_source
+from tests.envelope import error_of
 from tests.http.local_stack import build_local_stack
 
 LONE = "\ud800"
@@ -53,11 +54,6 @@ async def post(http, path: str, body: Any, method: str = "POST"):
     return await http.request(method, path, content=content, headers={"content-type": "application/json"})
 
 
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 async def new_collection(http, index: str = "auto") -> str:

@@ -10,6 +10,7 @@ import pytest
 from clients.types import decode_base64_embedding
 from deployments.engine import DEFAULT_INSTRUCTION
 from tests.conftest import mixed_texts
+from tests.envelope import error_of
 
 DOCUMENTS = [
     "The capital of China is Beijing.",
@@ -170,7 +171,7 @@ def test_tei_embed(http, serve_app):
     assert small.shape == (4, 32)
     long_text = " ".join(["gravity"] * 9000)
     refused = http.post("/embed", json={"inputs": [long_text], "truncate": False})
-    assert refused.status_code == 413 and "more than the maximum of 8192" in refused.json()["error"]["message"]
+    assert "more than the maximum of 8192" in error_of(refused, 413)["message"]
     left = http.post("/embed", json={"inputs": [long_text + " end"], "truncate": True,
                                      "truncation_direction": "Left"}).json()
     np.testing.assert_allclose(left, engine.embed([long_text + " end"], truncation_direction="left"), atol=1e-5)
@@ -307,12 +308,6 @@ def test_metrics_count_tokens_per_model(http, serve_app):
 
 
 # ---------------------------------------------------------------- errors
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def test_api_keys(serve_app):

@@ -17,7 +17,7 @@ What the clients send, for the record (captured from the installed versions):
   calls refuse a plain URL, so only feature extraction is exercised.
 - tei-client HttpClient: GET /info first (it reads `model_type` to check the model kind), then
   /embed, /embed_all, /rerank, /tokenize, /decode. TEI serves one model per server, so its
-  /info names one kind: here the default embedding model.
+  /info names one kind: here the default embedding model, and under /tei/{model}/ that model.
 """
 
 import os
@@ -30,8 +30,6 @@ import numpy as np
 import pytest
 
 from deployments.engine import DEFAULT_INSTRUCTION
-
-NOT_BUILT = "issue 15: not built yet"
 
 TEXTS = [
     "The capital of China is Beijing.",
@@ -231,28 +229,54 @@ def test_tei_client_tokenize_and_decode(tei, embedder):
     assert with_specials[-1].special and with_specials[-1].text == "<|endoftext|>"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15, open: tei-client reads its prompt names from TEI's error body "
-                                       "{error: str, error_type}; TEI routes here answer the {error: {...}} envelope")
 def test_tei_client_prompt_names(tei):
-    assert set(tei.prompt_names()) == {"query", "document"}  # parsed from the 422 for an unknown prompt_name
+    # parsed from TEI's error body {error: str, error_type} of the 422 for an unknown prompt_name
+    assert set(tei.prompt_names()) == {"query", "document"}
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NOT_BUILT}: TEI /embed_all (one vector per token)")
+@pytest.mark.xfail(strict=True, reason="not built: TEI /embed_all (one vector per token) needs every backend to "
+                                       "return per-token states (torch, ONNX: the hidden states; vLLM: its "
+                                       "token_embed task); the issue asks for it only if cheap")
 def test_tei_client_embed_all(tei, embedder):
     per_token = tei.embed_all(TEXTS[:1])
     assert len(per_token) == 1 and len(per_token[0]) == len(embedder.tokenize(TEXTS[:1])[0])
     assert all(len(vector) == DIMENSIONS for vector in per_token[0])
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NOT_BUILT}: TEI serves one model per server; a TEI client of the "
-                                       "reranker needs a root whose /info says reranker (design open)")
-def test_tei_client_rerank(serve_app):
-    from tei_client import HttpClient
+def test_tei_client_of_one_model_root(serve_app, embedder):
+    """TEI serves one model per server: under /tei/{model}/ a TEI client sees that server, for the
+    reranker (its /info says reranker) as for any embedder."""
+    from tei_client import HttpClient, ModelType
 
-    client = HttpClient(f"{serve_app.url}/tei/{RERANKER}", headers=serve_app.headers, timeout=120)
-    ranks = client.rerank(QUERY, TEXTS, return_text=True).ranks
+    reranker = HttpClient(f"{serve_app.url}/tei/{RERANKER}", headers=serve_app.headers, timeout=120)
+    assert reranker.info().server_model_type == ModelType.Reranker
+    ranks = reranker.rerank(QUERY, TEXTS, return_text=True).ranks
     expected = serve_app.engine(RERANKER).score(QUERY, TEXTS)
     assert [r.index for r in ranks] == np.argsort(-expected).tolist()
+    np.testing.assert_allclose([r.score for r in ranks], np.sort(expected)[::-1], atol=1e-5)
+    assert [r.text for r in ranks] == [TEXTS[i] for i in np.argsort(-expected)]
+    assert reranker.prompt_names() == []
+
+    minilm = HttpClient(f"{serve_app.url}/tei/all-MiniLM-L6-v2", headers=serve_app.headers, timeout=120)
+    info = minilm.info()
+    assert info.server_model_type == ModelType.Embedding and info.server_model_metadata.pooling == "mean"
+    assert_vectors(minilm.embed(TEXTS), serve_app.engine("all-MiniLM-L6-v2").embed(TEXTS))
+
+
+def test_tei_routes_answer_tei_error_bodies(serve_app):
+    with serve_app.client() as http:
+        refused = http.post(f"/tei/{RERANKER}/", json={"inputs": "an embedding body for a reranker"})
+        assert refused.status_code == 422
+        assert refused.json() == {"error": f"model {RERANKER!r} is a reranker model: POST / takes a body with "
+                                  "`query` and `texts`", "error_type": "Validation",
+                                  "type": "invalid_request_error", "param": "texts", "code": "invalid_request"}
+        unknown = http.get("/tei/no-such-model/info")
+        assert unknown.status_code == 404 and unknown.json()["error_type"] == "Validation"
+        assert "no-such-model" in unknown.json()["error"]
+        assert http.post("/embed", json={}).json()["error_type"] == "Validation"
+        # the shared /rerank (Jina and vLLM clients too) and every other route keep the envelope
+        assert set(http.post("/rerank", json={}).json()["error"]) == {"message", "type", "param", "code"}
+        assert set(http.post("/v1/embeddings", json={}).json()["error"]) == {"message", "type", "param", "code"}
 
 
 # ---------------------------------------------------------------- TEI's POST /, over plain HTTP

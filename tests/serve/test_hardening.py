@@ -17,6 +17,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.envelope import error_of
 from tests.serve_harness import EDGE_ENVIRONMENT
 
 LONE = "\ud800"
@@ -34,11 +35,6 @@ def post_raw(http, path: str, content: bytes, method: str = "POST") -> httpx.Res
     return http.request(method, path, content=content, headers={"content-type": "application/json"})
 
 
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 def collection(http) -> str:

@@ -27,6 +27,7 @@ if not vllm_available():
 
 from deployments.engine import DEFAULT_INSTRUCTION  # noqa: E402
 from tests.conftest import API_KEY, _free_port, default_tokenizer_source, mixed_texts  # noqa: E402
+from tests.envelope import error_of  # noqa: E402
 from tests.model_card_reference import ReferenceReranker, get_detailed_instruct, reference_embed  # noqa: E402
 
 APP_NAME = "qwen3-search-vllm"
@@ -133,11 +134,6 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1)
 
 
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"]
-    return body["error"]
 
 
 def test_info_and_health_report_the_vllm_backend(http):

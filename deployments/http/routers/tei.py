@@ -4,10 +4,13 @@
 the body's shape decides (`texts`: TEI, `documents`: Jina), with both schemas in OpenAPI.
 TEI serves one model and routes `POST /` to it by its kind; here several are served, so the
 body's shape picks the kind (`inputs`: the embedding model, `query` + `texts`: the reranker),
-and `model` (an extension) picks the model. TEI's `/info` fields are in `GET /info` (ops.py).
+and `model` (an extension) picks the model. TEI's `/info` fields are in `GET /info` (ops.py), for
+the default embedder. Under `/tei/{model}/` the same routes serve one model, as a TEI server does
+(its `/info` says embedding or reranker; `POST /` goes to it), for TEI clients given that root.
+Errors on these routes are TEI's body, `{"error": message, "error_type": ...}` (http/errors.py).
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
@@ -18,6 +21,7 @@ from clients.types import (
     RerankResponse,
     TEIDecodeRequest,
     TEIEmbedRequest,
+    TEIInfo,
     TEIRerankRequest,
     TEIRerankResult,
     TEIToken,
@@ -25,9 +29,10 @@ from clients.types import (
 )
 
 from ...catalog import ModelEntry
-from ...errors import RequestTooLarge, UnknownModel
+from ...errors import InvalidRequest, RequestTooLarge, UnknownModel
 from ...jobs import DecodeJob, EmbedJob, RerankJob, TokenizeJob
 from ..service import ModelService
+from ..version import VERSION
 from ..wire import (
     JSONBody,
     check_documents,
@@ -40,6 +45,7 @@ from ..wire import (
     split_input,
     truncation,
 )
+from .ops import tei_info
 from .rerank import jina_rerank
 
 router = APIRouter(tags=["tei"])
@@ -144,3 +150,67 @@ async def tei_decode(body: TEIDecodeRequest, request: Request) -> Response:
     texts = await service.decode(_tokenizer_model(service, body.model),
                                  DecodeJob(token_ids=ids, skip_special_tokens=body.skip_special_tokens))
     return JSONBody(texts)
+
+
+# ---------------------------------------------------------------- one model per root, as TEI serves
+model_router = APIRouter(prefix="/tei/{model}", tags=["tei"])
+"""`/tei/{model}/...`: TEI's routes for one served model, so a TEI client given that root sees the
+one-model server it expects (its `/info` says embedding or reranker, `POST /` goes to that model)."""
+
+_Pinned = TypeVar("_Pinned", TEIEmbedRequest, TEIRerankRequest, TEITokenizeRequest, TEIDecodeRequest)
+
+
+def _pinned(body: _Pinned, model: str) -> _Pinned:
+    if body.model is not None and body.model != model:
+        raise InvalidRequest(f"this root serves model {model!r}; the body names {body.model!r}", param="model")
+    return body.model_copy(update={"model": model})
+
+
+def _served(service: ModelService, model: str) -> ModelEntry:
+    entry = next((e for e in service.entries if e.name == model), None)
+    if entry is None:
+        raise UnknownModel(f"model {model!r} is not served here; models: {', '.join(e.name for e in service.entries)}",
+                           param="model")
+    return entry
+
+
+@model_router.get("/info", response_model=TEIInfo, summary="TEI /info of this model")
+async def tei_model_info(model: str, request: Request) -> Response:
+    service = model_service(request)
+    entry = _served(service, model)
+    described = dict(zip((e.name for e in service.entries), await service.describe(), strict=True))
+    return respond(TEIInfo(version=VERSION, **tei_info(entry, described[entry.name], service.limits)))
+
+
+@model_router.post("/embed", response_model=list[list[float]], summary="TEI embeddings with this model")
+async def tei_model_embed(model: str, body: TEIEmbedRequest, request: Request) -> Response:
+    return await tei_embed(_pinned(body, model), request)
+
+
+@model_router.post("/rerank", response_model=list[TEIRerankResult], summary="TEI rerank with this model")
+async def tei_model_rerank(model: str, body: TEIRerankRequest, request: Request) -> Response:
+    return await tei_rerank(_pinned(body, model), request)
+
+
+@model_router.post("/", response_model=list[list[float]] | list[TEIRerankResult],
+                   summary="TEI's root route: this model's /embed or /rerank, by its kind")
+async def tei_model_root(model: str, body: Annotated[AnyRootRequest, Body()], request: Request) -> Response:
+    entry = _served(model_service(request), model)
+    wanted = TEIRerankRequest if entry.kind == "reranker" else TEIEmbedRequest
+    if not isinstance(body, wanted):
+        shape = "`query` and `texts`" if entry.kind == "reranker" else "`inputs`"
+        raise InvalidRequest(f"model {model!r} is a {entry.kind} model: POST / takes a body with {shape}",
+                             param="inputs" if entry.kind == "embedding" else "texts")
+    if isinstance(body, TEIRerankRequest):
+        return await tei_rerank(_pinned(body, model), request)
+    return await tei_embed(_pinned(body, model), request)
+
+
+@model_router.post("/tokenize", response_model=list[list[TEIToken]], summary="TEI tokenize with this model")
+async def tei_model_tokenize(model: str, body: TEITokenizeRequest, request: Request) -> Response:
+    return await tei_tokenize(_pinned(body, model), request)
+
+
+@model_router.post("/decode", response_model=list[str], summary="TEI decode with this model")
+async def tei_model_decode(model: str, body: TEIDecodeRequest, request: Request) -> Response:
+    return await tei_decode(_pinned(body, model), request)
