@@ -383,10 +383,26 @@ async def test_nothing_listening_is_unavailable_not_an_internal_error() -> None:
     await index.close()
 
 
-@pytest.mark.skip(reason="fails when run after the other tests of this file in one session (after the SIGKILL "
-                         "every call is still answered: the index reaches a live server, cause not found yet); passes "
-                         "alone (pytest -k sigkill_during_ingest). SIGKILL durability on PostgreSQL stays covered by "
-                         "tests/index/test_lexical_index.py::test_lexical_hits_survive_a_sigkill_after_acknowledged_uploads")
+async def test_a_killed_server_leaves_no_backend_behind(own_pg_server: PgServer) -> None:
+    """The harness's SIGKILL is a crash of the whole server: the backends of open connections die with
+    the postmaster (they run in sessions of their own, so signalling its process group would miss them,
+    and each would go on answering until it noticed its parent was gone)."""
+    connections = [psycopg.connect(own_pg_server.dsn, autocommit=True) for _ in range(3)]
+    backends = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in connections]  # type: ignore[index]
+    own_pg_server.kill()
+    for connection in connections:
+        with pytest.raises(psycopg.OperationalError) as caught:
+            connection.execute("SELECT 1")
+        # not AdminShutdown ("terminating connection due to unexpected postmaster exit"): a backend that
+        # outlived the kill says that
+        assert type(caught.value) is psycopg.OperationalError, caught.value
+        connection.close()
+    assert all(not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+               for pid in backends)
+    own_pg_server.start()  # crash recovery
+    assert own_pg_server.psql("SELECT 1") == "1"
+
+
 async def test_sigkill_during_ingest_keeps_every_acknowledged_document(own_pg_server: PgServer) -> None:
     """SIGKILL the server mid-ingest: calls fail with StorageUnavailable (never another error) while it
     is down, the same index object works again once it is back, and every acknowledged document is
