@@ -29,9 +29,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PgServer", "pgserver_missing"]
+__all__ = ["PgServer", "pgserver_missing", "server_for_tests"]
 
 UNPRIVILEGED_USER = "postgres"
 
@@ -46,6 +47,22 @@ def pgserver_missing() -> str | None:
         except KeyError:
             return f"running as root and there is no {UNPRIVILEGED_USER!r} user to run PostgreSQL as"
     return None
+
+
+@contextlib.contextmanager
+def server_for_tests() -> Iterator["PgServer"]:
+    """A fresh server, destroyed afterwards; the calling test (or fixture) is skipped, with the reason,
+    where none can start."""
+    import pytest
+
+    reason = pgserver_missing()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer.create()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 def _bundled_package() -> Path | None:
