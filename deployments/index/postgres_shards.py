@@ -96,6 +96,9 @@ class PostgresShards:
         counts = await asyncio.gather(*(self._count(shard, first) for shard in self.shards[1:]))
         return CollectionInfo(**{**first.as_dict(), "count": first.count + sum(counts)})
 
+    async def describe(self, name: str) -> CollectionInfo:
+        return await self.shards[0].describe(name)  # shard 0's catalog is authoritative
+
     @staticmethod
     async def _count(shard: PostgresIndex, first: CollectionInfo) -> int:
         try:
@@ -141,7 +144,7 @@ class PostgresShards:
     async def _current(self, shard: PostgresIndex, name: str) -> bool:
         """Whether `shard` holds the collection that shard 0 holds under `name` (CollectionNotFound when
         shard 0 has none); a shard's stale row of a deleted one does not count."""
-        first = await self.shards[0].describe(name)
+        first = await self.shards[0].describe(name, refresh=False)
         if shard is self.shards[0]:
             return True
         for refresh in (False, True):  # caches may lag a delete and re-create elsewhere

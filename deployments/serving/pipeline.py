@@ -146,7 +146,7 @@ class SearchPipeline:
                       ) -> list[str]:
         ids = [doc_id or uuid.uuid4().hex for doc_id, _, _ in documents]
         reject_duplicate_ids(ids)  # on every backend, before anything is embedded or stored
-        record = await self.index.get_collection(name)
+        record = await self.index.describe(name)  # no count: that is a scan on Postgres
         vectors, _, _, _ = await self._embed(record.model, [text for _, text, _ in documents],
                                              dimensions=record.dimensions, query=False, truncate=truncate)
         await self.index.upsert(record, [DocumentWrite(doc_id, text, metadata, vector) for doc_id, (_, text, metadata),
@@ -166,7 +166,7 @@ class SearchPipeline:
     async def _search(self, name: str, job: SearchJob) -> SearchOutcome:
         started = time.perf_counter()
         parse_filter(job.filter)  # a bad filter fails before any model runs
-        record = await self.index.get_collection(name)
+        record = await self.index.describe(name)  # no count: that is a scan on Postgres
         embed_inference, queue, tokens = 0.0, 0.0, 0
         vectors = None
         if job.mode != "lexical":  # a lexical search needs no query embedding

@@ -278,6 +278,25 @@ async def test_a_lagging_replica_falls_back_to_the_primary(pg_server: PgServer) 
     await index.close()
 
 
+async def test_describe_sees_another_replicas_recreation(pg_server: PgServer) -> None:
+    """The search path embeds with the model and width that describe gives: read from the catalog, not
+    from this replica's cache, so a collection that another replica deleted and created again with
+    another model is never searched with the old one's vectors."""
+    replica = make_index(pg_server.dsn)
+    other = make_index(pg_server.dsn, schema_name=replica.config.schema_name)
+    await replica.create_collection("docs", "m", 8, "auto")
+    assert (await replica.describe("docs")).dimensions == 8
+    await other.delete_collection("docs")
+    await other.create_collection("docs", "m2", 16, "auto")
+    described = await replica.describe("docs")
+    assert (described.model, described.dimensions) == ("m2", 16)
+    await other.delete_collection("docs")
+    with pytest.raises(CollectionNotFound):
+        await replica.describe("docs")
+    await replica.close()
+    await other.close()
+
+
 # ---------------------------------------------------------------- writes
 
 
