@@ -58,9 +58,9 @@ class SearchPipeline:
                  index: CollectionIndex | None = None, postgres: Any = None, embed_chunk: int = 64) -> None:
         self.entries = [entry.bound(handles) for entry in models]
         if index is None and postgres is not None:  # a PostgresConfig: this replica's own pools
-            from ..index.postgres import PostgresIndex
+            from ..index.postgres_shards import postgres_index
 
-            index = PostgresIndex(postgres)
+            index = postgres_index(postgres)
         if index is None:
             if not shards:
                 raise ValueError("give the index shards' handles or a CollectionIndex")

@@ -536,3 +536,36 @@ async def test_a_shard_that_missed_a_delete_does_not_leak_old_documents(pg_serve
     found = (await index.search("docs", unit(1, d=8, seed=3), 10, None, True))[0]
     assert sorted(h.id for h in found) == ["new0", "new1", "new2", "new3"]
     await index.close()
+
+
+async def test_the_shards_setting_spreads_documents_over_several_clusters(pg_server: PgServer) -> None:
+    """`index.postgres.shards` as the pipeline builds it (two databases of one server stand in for two
+    clusters); the password variable reaches every shard, the DSN overrides (one cluster's) do not."""
+    from deployments.config import IndexConfig
+    from deployments.index.postgres_shards import PostgresShards, postgres_index
+
+    names = [unique_schema() for _ in range(2)]
+    for name in names:
+        pg_server.psql(f"CREATE DATABASE {name}")
+    config = IndexConfig.model_validate({"backend": "postgres", "postgres": {
+        "shards": [{"dsn": pg_server.dsn_for(names[0])}, {"dsn": pg_server.dsn_for(names[1])}],
+        "connect_timeout_s": 2}}).postgres
+    with pytest.raises(ValidationError, match="carries a password"):
+        IndexConfig.model_validate({"postgres": {"shards": [{"dsn": "postgresql://u:secret@db/app"}]}})
+    index = postgres_index(config, environ={"QWEN3_SEARCH_POSTGRES_PASSWORD": "pw",
+                                            "QWEN3_SEARCH_POSTGRES_DSN": "postgresql://elsewhere/x"})
+    assert isinstance(index, PostgresShards)
+    assert [s.config.dsn for s in index.shards] == [pg_server.dsn_for(n) for n in names]
+    assert all(s._connect_kwargs()["password"] == "pw" for s in index.shards)
+    assert isinstance(postgres_index(config.model_copy(update={"shards": []}), environ={}), PostgresIndex)
+
+    info, _ = await index.create_collection("docs", "m", 8, "auto")
+    vectors = unit(40, d=8, seed=7)
+    await index.upsert(info, docs(vectors))
+    counts = [int(pg_server.psql("SELECT count(*) FROM qwen3_search.docs_" + pg_server.psql(
+        "SELECT id FROM qwen3_search.collections", database=n), database=n)) for n in names]
+    assert sum(counts) == 40 and all(counts)
+    query = unit(1, d=8, seed=8)
+    assert [h.id for h in (await index.search("docs", query, 5, None, True))[0]] == [
+        f"d{i}" for i in exact_top(vectors, query[0], 5)]
+    await index.close()
