@@ -15,15 +15,26 @@ class ServeApp:
     api_key: str
     folders: dict[str, Path]
     storage: Path
+    name: str = "qwen3-search"
+    route_prefix: str = "/"
+    args: dict[str, Any] | None = None
+    """The builder's arguments; None: `app_args_for_tests`."""
+    build_environment: dict[str, str] = field(default_factory=dict)
+    """Variables set in this process while `build_app` reads the environment (as `serve run` would see them)."""
     _engines: dict[str, Any] = field(default_factory=dict)
 
     def deploy(self) -> None:
         """(Re)deploy the application and wait until /health answers 200."""
+        import pytest
         from ray import serve
 
         from deployments.app import build_app
 
-        serve.run(build_app(app_args_for_tests(self.folders, self.storage)), name="qwen3-search", route_prefix="/")
+        with pytest.MonkeyPatch.context() as environment:
+            for key, value in self.build_environment.items():
+                environment.setenv(key, value)
+            application = build_app(self.args or app_args_for_tests(self.folders, self.storage))
+        serve.run(application, name=self.name, route_prefix=self.route_prefix)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -36,10 +47,14 @@ class ServeApp:
 
     def restart(self) -> None:
         """Delete the whole application (every replica stops) and deploy it again on the same storage."""
+
+        self.delete()
+        self.deploy()
+
+    def delete(self) -> None:
         from ray import serve
 
-        serve.delete("qwen3-search")
-        self.deploy()
+        serve.delete(self.name)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -104,16 +119,22 @@ def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any
     }
 
 
-def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key: str, tokenizer: str,
-                    storage: Path) -> ServeApp:
-    import ray
-    from ray import serve
-
-    folders = {
+def model_folders(model_factory: Any, minilm_dir: Path, tokenizer: str) -> dict[str, Path]:
+    """The model folders `app_args_for_tests` serves."""
+    return {
         "tiny-qwen": model_factory("embedding", tokenizer),
         "tiny-reranker": model_factory("reranker", tokenizer),
         "all-MiniLM-L6-v2": minilm_dir,
     }
+
+
+def start_ray(*, port: int, api_key: str) -> str:
+    """Ray and Serve's HTTP proxy on 127.0.0.1:`port`, as every application of the suite runs on them; the
+    proxy's base URL. Replicas import this checkout's code: Ray's processes inherit the environment of the
+    driver that starts them (PYTHONPATH included)."""
+    import ray
+    from ray import serve
+
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "QWEN3_SEARCH_API_KEYS": api_key + ",test-key-2"}
     # The edge in every proxy (as the Dockerfile sets it), with deadlines short enough for the fault tests:
     # Ray's processes inherit this environment from the driver that starts them.
@@ -121,6 +142,13 @@ def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key:
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=bool(os.environ.get("TEST_RAY_LOGS")),
              runtime_env={"env_vars": env})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = ServeApp(url=f"http://127.0.0.1:{port}", api_key=api_key, folders=folders, storage=storage)
+    return f"http://127.0.0.1:{port}"
+
+
+def start_serve_app(model_factory: Any, minilm_dir: Path, *, port: int, api_key: str, tokenizer: str,
+                    storage: Path) -> ServeApp:
+    url = start_ray(port=port, api_key=api_key)
+    app = ServeApp(url=url, api_key=api_key, folders=model_folders(model_factory, minilm_dir, tokenizer),
+                   storage=storage)
     app.deploy()
     return app

@@ -32,7 +32,7 @@ class TEIErrorResponse(WireModel):
     error_type: str = Field(description="TEI's kind of error: Validation, Overloaded, Unhealthy or Backend.")
     type: str = Field(description="This service's error type, as in the envelope's `error.type`.")
     param: str | None = Field(default=None, description="The request field at fault, when one is.")
-    code: str | None = Field(default=None, description="This service's error code, as in `error.code`.")
+    code: str | int | None = Field(default=None, description="This service's error code, as in `error.code`.")
 
 
 class ModelCard(WireModel):

@@ -27,7 +27,7 @@ from .errors import (
     error_dialect,
     error_response_bytes,
 )
-from .middleware import OPEN_PATHS, APIMiddleware
+from .middleware import OPEN_PATHS, APIMiddleware, route_path
 from .routers import ALL_ROUTERS
 from .service import ModelService
 from .version import VERSION
@@ -78,7 +78,7 @@ def validation_error(errors: list[dict]) -> Exception:
 
 def _envelope(exc: Exception, request: Request) -> Response:
     status, headers, payload = error_response_bytes(exc, getattr(request.state, "request_id", None),
-                                                    path=request.url.path)
+                                                    path=route_path(request.scope))
     return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers
                                                           if k != b"content-length"})
 

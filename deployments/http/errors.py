@@ -3,9 +3,10 @@
 The envelope is OpenAI's: `{"error": {"message", "type", "param", "code"}}`; on the Text
 Embeddings Inference routes (`TEI_ERROR_PATHS`, and everything under `/tei/{model}/`) it is
 TEI's own, `{"error": message, "error_type": ...}`, which TEI clients parse (tei-client reads a
-model's prompt names from it), with the envelope's `type`, `param` and `code` beside. The status and headers are the same either way. A status code
-is only ever chosen here: routes, middleware and the serving layer raise typed errors;
-FastAPI's own validation and routing errors are turned into typed errors first.
+model's prompt names from it), with the envelope's `type`, `param` and `code` beside. The status
+and headers are the same either way. A status code is only ever chosen here: routes, middleware
+and the serving layer raise typed errors; FastAPI's own validation
+and routing errors are turned into typed errors first.
 Ray's exception types are looked up only when Ray is already loaded (the ingress), so the
 HTTP layer never imports Ray itself.
 """

@@ -112,7 +112,7 @@ class APIMiddleware:
                                          param=name)
             service = self.service()
             keys = service.api_keys()
-            path = scope.get("path", "")
+            path = route_path(scope)
             if keys is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
                 if not keys:
                     raise AuthenticationFailed("the configured API key source is missing or empty, so every "
@@ -140,7 +140,7 @@ class APIMiddleware:
         except Exception as exc:  # noqa: BLE001 - every error leaves as the envelope
             if status_holder["started"]:
                 raise
-            status, error_headers, payload = error_response_bytes(exc, request_id, path=scope.get("path"))
+            status, error_headers, payload = error_response_bytes(exc, request_id, path=route_path(scope))
             await send_with_headers({"type": "http.response.start", "status": status, "headers": error_headers})
             await send_with_headers({"type": "http.response.body", "body": payload})
         finally:
@@ -152,3 +152,11 @@ class APIMiddleware:
                 metrics.latency.labels(label).observe(time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - metrics never fail a request
                 pass
+
+
+def route_path(scope: MutableMapping[str, Any]) -> str:
+    """The path within this app: without the prefix it is mounted under (a Serve route_prefix arrives as
+    `root_path`, and ASGI's `path` includes it), so /health stays open at /PREFIX/health too."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path

@@ -83,6 +83,12 @@ class CollectionIndex(Protocol):
         """With its document count; CollectionNotFound when absent."""
         ...
 
+    async def describe(self, name: str) -> CollectionInfo:
+        """Its settings as stored now, without counting its documents (`count` is 0); CollectionNotFound
+        when absent. What the search and upload paths need (model, width, created_at) at the cost of one
+        catalog lookup: counting is a scan of the collection on Postgres."""
+        ...
+
     async def list_collections(self) -> list[CollectionInfo]:
         ...
 

@@ -492,10 +492,13 @@ class PostgresIndex(PostgresLexical):
             self._qualified(table.table)))).fetchone()
         return int(row[0]) if row else 0
 
-    async def describe(self, name: str, *, refresh: bool = False) -> CollectionInfo:
-        """The collection's settings without counting its documents: answered from this replica's cache
-        (refresh: from the database). For the search path, which needs the model and width before it
-        embeds the query; a collection deleted meanwhile still fails the search with CollectionNotFound."""
+    async def describe(self, name: str, *, refresh: bool = True) -> CollectionInfo:
+        """The collection's settings without counting its documents (one primary-key lookup in the
+        catalog, where a count scans the collection): for the search and upload paths, which need the
+        model and width before they embed. From the database by default, so a collection deleted and
+        created again by another replica is never embedded for with the old one's model; refresh=False
+        answers from this replica's cache (a table id is never reused, so a stale entry fails a later
+        call with CollectionNotFound rather than reaching another collection)."""
         return (await self._lookup(name, refresh=refresh)).info
 
     async def get_collection(self, name: str) -> CollectionInfo:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["PostgresConfig", "DSN_ENV", "READ_DSN_ENV", "dsn_has_password", "HNSW_VECTOR_LIMIT",
+__all__ = ["PostgresConfig", "PostgresShard", "DSN_ENV", "READ_DSN_ENV", "dsn_has_password", "HNSW_VECTOR_LIMIT",
            "HNSW_HALFVEC_LIMIT"]
 
 DSN_ENV = "QWEN3_SEARCH_POSTGRES_DSN"
@@ -36,6 +36,28 @@ def dsn_has_password(dsn: str) -> bool:
         parts = urlsplit(text)
         return parts.password is not None or "password" in parse_qs(parts.query)
     return re.search(r"(^|\s)password\s*=", text) is not None
+
+
+class PostgresShard(BaseModel):
+    """One PostgreSQL cluster of a sharded index (`index.postgres.shards`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dsn: str = Field(description="libpq connection URI of this cluster's primary, without a password.")
+    read_dsn: str | None = Field(default=None,
+                                 description="Optional libpq URI of this cluster's read-only endpoint, for searches.")
+
+    @field_validator("dsn", "read_dsn")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        return _refuse_password(value)
+
+
+def _refuse_password(value: str | None) -> str | None:
+    if value is not None and dsn_has_password(value):
+        raise ValueError("the DSN carries a password; put it in the password_env variable or password_file "
+                         "(or $QWEN3_SEARCH_POSTGRES_DSN), not in the config")
+    return value
 
 
 class PostgresConfig(BaseModel):
@@ -120,13 +142,19 @@ class PostgresConfig(BaseModel):
         "created when missing (needs CREATE on the database).",
     )
 
+    shards: list[PostgresShard] = Field(
+        default_factory=list,
+        description="Several clusters, documents split between them by id hash (docs/scale.md): when set, `dsn` "
+        "and `read_dsn` (and their environment overrides) are not used; every other setting here applies to "
+        "each cluster (the same password, schema and pool sizes per cluster). Shard 0 holds the authoritative "
+        "catalog. The list is fixed for the data's life: a document's cluster is a function of its id and the "
+        "count.",
+    )
+
     @field_validator("dsn", "read_dsn")
     @classmethod
     def _no_password(cls, value: str | None) -> str | None:
-        if value is not None and dsn_has_password(value):
-            raise ValueError("the DSN carries a password; put it in the password_env variable or password_file "
-                             "(or $QWEN3_SEARCH_POSTGRES_DSN), not in the config")
-        return value
+        return _refuse_password(value)
 
     @field_validator("schema_name")
     @classmethod

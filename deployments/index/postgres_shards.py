@@ -19,6 +19,7 @@ document's shard is a function of its id and the count.
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,10 +28,22 @@ import numpy as np
 from .base import CollectionInfo, DocumentWrite, Hit
 from .errors import CollectionConflict, CollectionNotFound, DocumentNotFound
 from .postgres import PostgresIndex
-from .postgres_config import PostgresConfig
+from .postgres_config import DSN_ENV, READ_DSN_ENV, PostgresConfig
 from .validation import reject_duplicate_ids
 
-__all__ = ["PostgresShards", "shard_of"]
+__all__ = ["PostgresShards", "shard_of", "postgres_index"]
+
+
+def postgres_index(config: PostgresConfig, *, environ: Mapping[str, str] | None = None
+                   ) -> "PostgresIndex | PostgresShards":
+    """The index `index.postgres` describes: one cluster, or PostgresShards over `config.shards`."""
+    if not config.shards:
+        return PostgresIndex(config, environ=environ)
+    # Each cluster's DSNs come from the list: $QWEN3_SEARCH_POSTGRES_DSN / _READ_DSN would point every shard
+    # at one cluster, so they are left out; the rest (the password variable) applies to each.
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in (DSN_ENV, READ_DSN_ENV)}
+    return PostgresShards.from_dsns(config.model_copy(update={"shards": []}), [s.dsn for s in config.shards],
+                                    [s.read_dsn for s in config.shards], environ=env)
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -96,6 +109,9 @@ class PostgresShards:
         counts = await asyncio.gather(*(self._count(shard, first) for shard in self.shards[1:]))
         return CollectionInfo(**{**first.as_dict(), "count": first.count + sum(counts)})
 
+    async def describe(self, name: str) -> CollectionInfo:
+        return await self.shards[0].describe(name)  # shard 0's catalog is authoritative
+
     @staticmethod
     async def _count(shard: PostgresIndex, first: CollectionInfo) -> int:
         try:
@@ -141,7 +157,7 @@ class PostgresShards:
     async def _current(self, shard: PostgresIndex, name: str) -> bool:
         """Whether `shard` holds the collection that shard 0 holds under `name` (CollectionNotFound when
         shard 0 has none); a shard's stale row of a deleted one does not count."""
-        first = await self.shards[0].describe(name)
+        first = await self.shards[0].describe(name, refresh=False)
         if shard is self.shards[0]:
             return True
         for refresh in (False, True):  # caches may lag a delete and re-create elsewhere

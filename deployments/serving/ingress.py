@@ -226,8 +226,7 @@ class HandleModelService:
             except DeploymentUnavailableError:
                 return await self.statuses.failure(name) or "DEPLOY_FAILED (see `serve status` for the cause)"
             except Exception as exc:  # noqa: BLE001 - reported, not raised
-                text = str(exc).strip()
-                return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+                return _summary(exc)
 
         if self.startup_failure:  # nothing but this ingress was started
             states = {e.deployment: f"not started: {self.failures.get(e.deployment, 'another model cannot load')}"
@@ -235,9 +234,31 @@ class HandleModelService:
             return states | ({"auth": self.key_problem} if self.key_problem else {})
         targets = {e.deployment: e.handle for e in self.entries} | self._components
         states = dict(zip(targets, await asyncio.gather(*(ping(n, h) for n, h in targets.items())), strict=True))
+        if self._pipeline is not None and states.get("SearchPipeline") == "ok":
+            # The index behind the pipeline (postgres: the database; embedded: nothing more, its shards
+            # are deployments pinged above).
+            states |= await self._index_states()
         if self.key_problem:
             states["auth"] = self.key_problem
         return states
+
+
+    async def _index_states(self) -> dict[str, str]:
+        try:
+            states: dict[str, str] = await asyncio.wait_for(self._pipeline.index_health.remote(),
+                                                            self.health_timeout_s)
+        except TimeoutError:
+            return {"index": f"unavailable: no answer within {self.health_timeout_s:g}s"}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return {"index": f"unavailable: {_summary(exc)}"}
+        return states
+
+
+def _summary(exc: BaseException) -> str:
+    """An exception in one line for /health: its type and the last line of its text (a Ray error's
+    text ends with the cause)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
 @serve.ingress()

@@ -61,9 +61,9 @@ class SearchPipeline:
                  defaults: SearchDefaults | None = None) -> None:
         self.entries = [entry.bound(handles) for entry in models]
         if index is None and postgres is not None:  # a PostgresConfig: this replica's own pools
-            from ..index.postgres import PostgresIndex
+            from ..index.postgres_shards import postgres_index
 
-            index = PostgresIndex(postgres)
+            index = postgres_index(postgres)
         if index is None:
             if not shards:
                 raise ValueError("give the index shards' handles or a CollectionIndex")
@@ -150,7 +150,7 @@ class SearchPipeline:
                       ) -> UpsertOutcome:
         ids = [doc_id or uuid.uuid4().hex for doc_id, _, _ in documents]
         reject_duplicate_ids(ids)  # on every backend, before anything is embedded or stored
-        record = await self.index.get_collection(name)
+        record = await self.index.describe(name)  # no count: that is a scan on Postgres
         vectors, _, _, _, reports = await self._embed(record.model, [text for _, text, _ in documents],
                                                       dimensions=record.dimensions, query=False, truncate=truncate)
         await self.index.upsert(record, [DocumentWrite(doc_id, text, metadata, vector) for doc_id, (_, text, metadata),
@@ -182,7 +182,7 @@ class SearchPipeline:
         started = time.perf_counter()
         parse_filter(job.filter)  # a bad filter fails before any model runs
         top_k = await self._top_k(job)
-        record = await self.index.get_collection(name)
+        record = await self.index.describe(name)  # no count: that is a scan on Postgres
         embed_inference, queue, tokens = 0.0, 0.0, 0
         vectors = None
         reports: list[tuple[str, Any]] = []

@@ -75,6 +75,9 @@ class ShardedIndex:
         record = await self._record(name)
         return _info(record, await self._count(name))
 
+    async def describe(self, name: str) -> CollectionInfo:
+        return _info(await self._record(name), 0)  # shard 0's catalog entry: one call, no fan-out
+
     async def list_collections(self) -> list[CollectionInfo]:
         per_shard = [unwrap(answer) for answer in
                      await asyncio.gather(*(s.collections.remote() for s in self.shards))]

@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -473,3 +474,15 @@ def test_validation_errors_name_the_field_not_the_union_member():
         {"type": "text_invalid", "loc": ("body", "documents", 0, "RerankDocument", "text"), "msg": "text holds"},
     ])
     assert isinstance(error, InvalidRequest) and error.param == "documents.0.text"
+
+
+async def test_open_paths_stay_open_under_a_route_prefix(stack, monkeypatch):
+    """Serve mounts an app under its route_prefix as ASGI's root_path, and `path` keeps the prefix."""
+    monkeypatch.setenv("QWEN3_SEARCH_TEST_KEYS_3", "k1")
+    _, app = stack.another_app(api_keys_env="QWEN3_SEARCH_TEST_KEYS_3")
+    transport = httpx.ASGITransport(app=app, root_path="/pg")
+    async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
+        assert (await client.get("/pg/health")).status_code == 200
+        assert (await client.get("/pg/openapi.json")).status_code == 200
+        assert error_of(await client.get("/pg/info"), 401)["type"] == "authentication_error"
+        assert (await client.get("/pg/info", headers={"x-api-key": "k1"})).status_code == 200

@@ -11,32 +11,20 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from .pg_server import PgServer, pgserver_missing
+from .pg_server import PgServer, server_for_tests
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    reason = pgserver_missing()
-    if reason:
-        pytest.skip(reason)
-    server = PgServer.create()
-    try:
+    with server_for_tests() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
 def own_pg_server() -> Iterator[PgServer]:
     """A server of this test's own, for tests that kill or stop it."""
-    reason = pgserver_missing()
-    if reason:
-        pytest.skip(reason)
-    server = PgServer.create()
-    try:
+    with server_for_tests() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def unique_schema() -> str:

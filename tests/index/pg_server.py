@@ -7,12 +7,19 @@ private home directory). The postmaster is this process's child, started directl
 through `pg_ctl`, so that after a SIGKILL it is reaped here and a restart does not trip over the
 lock file of a killed process that has not gone yet (REFERENCE.md section 8).
 
+Every child of the postmaster (backends, checkpointer, WAL writer...) calls setsid() when it
+starts (PostgreSQL's InitPostmasterChild), so it is in a session of its own: signalling the
+postmaster's process group reaches the postmaster alone, and its backends live on (and answer
+queries on open connections) until they notice their parent is gone. `kill` therefore signals
+each process of the server by pid, as the kernel does when a container or machine dies.
+
     server = PgServer.create()        # initdb in a fresh temp folder, start on a free loopback port
     server.dsn                        # postgresql://postgres@127.0.0.1:PORT/postgres
     server.kill(); server.start()     # SIGKILL, then crash recovery
     server.destroy()                  # immediate shutdown, remove everything
 """
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -22,9 +29,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PgServer", "pgserver_missing"]
+__all__ = ["PgServer", "pgserver_missing", "server_for_tests"]
 
 UNPRIVILEGED_USER = "postgres"
 
@@ -39,6 +47,22 @@ def pgserver_missing() -> str | None:
         except KeyError:
             return f"running as root and there is no {UNPRIVILEGED_USER!r} user to run PostgreSQL as"
     return None
+
+
+@contextlib.contextmanager
+def server_for_tests() -> Iterator["PgServer"]:
+    """A fresh server, destroyed afterwards; the calling test (or fixture) is skipped, with the reason,
+    where none can start."""
+    import pytest
+
+    reason = pgserver_missing()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer.create()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 def _bundled_package() -> Path | None:
@@ -59,6 +83,34 @@ def _copy_install(target: Path) -> Path:
     for libs in package.parent.glob("pgserver*.libs"):
         shutil.copytree(libs, target / libs.name, symlinks=True)
     return target / "pgserver" / "pginstall" / "bin"
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (from /proc: PostgreSQL's children are not in its process group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after the parenthesised command name
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pids: list[int], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists():
+            stat = Path(f"/proc/{pid}/stat")
+            with contextlib.suppress(OSError):
+                if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":  # a zombie is dead, only not reaped yet
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"process {pid} of the killed server did not exit in {timeout_s} s")
+            time.sleep(0.02)
 
 
 def _free_port() -> int:
@@ -149,49 +201,39 @@ class PgServer:
         return False
 
     def kill(self) -> None:
-        """SIGKILL the postmaster (no shutdown checkpoint) and wait for it and its backends to go."""
+        """SIGKILL the postmaster and every process it started (no shutdown checkpoint, no backend left to
+        answer an open connection), and wait until all of them are gone."""
         assert self.process is not None
         pid = self.process.pid
-        os.killpg(pid, signal.SIGKILL)  # the postmaster and every backend: its own session
+        os.kill(pid, signal.SIGSTOP)  # a stopped postmaster forks no new backend while its children are listed
+        children = _children(pid)
+        for process in (*children, pid):  # the children first: none of them sees its parent die and says so
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGKILL)
         self.process.wait(timeout=30)
-        self._wait_session_gone(pid)
+        _wait_gone(children)
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT): running transactions are rolled back, a checkpoint is written."""
-        if self.running:
-            assert self.process is not None
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-            self._wait_session_gone(self.process.pid)
-
-    @staticmethod
-    def _wait_session_gone(session: int, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(session, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+        """Fast shutdown (SIGINT): running transactions are rolled back, a checkpoint is written; the
+        postmaster exits after its children."""
+        self._shut_down(signal.SIGINT, timeout_s=60)
 
     def destroy(self) -> None:
         """Immediate shutdown (SIGQUIT: no checkpoint, the folder goes anyway) and remove everything."""
         try:
-            if self.running:
-                assert self.process is not None
-                self.process.send_signal(signal.SIGQUIT)
-                try:
-                    self.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait(timeout=30)
-                self._wait_session_gone(self.process.pid)
+            self._shut_down(signal.SIGQUIT, timeout_s=30)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _shut_down(self, how: signal.Signals, timeout_s: float) -> None:
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(how)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     # ----- helpers -----
     def psql(self, sql: str, database: str = "postgres") -> str:

@@ -167,6 +167,16 @@ async def test_a_recreated_collection_starts_empty(index: Any) -> None:
 # ---------------------------------------------------------------- documents
 
 
+async def test_describe_gives_the_settings_without_counting(index: Any) -> None:
+    info = await make(index)
+    await index.upsert(info, documents(unit(5)))
+    described = await index.describe("docs")
+    assert described == CollectionInfo(**{**info.as_dict(), "count": 0})  # the search path's lookup: no count
+    assert (await index.get_collection("docs")).count == 5
+    with pytest.raises(CollectionNotFound):
+        await index.describe("none-such")
+
+
 async def test_upsert_get_replace_delete_count(index: Any) -> None:
     info = await make(index)
     vectors = unit(40)

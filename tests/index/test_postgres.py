@@ -278,6 +278,25 @@ async def test_a_lagging_replica_falls_back_to_the_primary(pg_server: PgServer) 
     await index.close()
 
 
+async def test_describe_sees_another_replicas_recreation(pg_server: PgServer) -> None:
+    """The search path embeds with the model and width that describe gives: read from the catalog, not
+    from this replica's cache, so a collection that another replica deleted and created again with
+    another model is never searched with the old one's vectors."""
+    replica = make_index(pg_server.dsn)
+    other = make_index(pg_server.dsn, schema_name=replica.config.schema_name)
+    await replica.create_collection("docs", "m", 8, "auto")
+    assert (await replica.describe("docs")).dimensions == 8
+    await other.delete_collection("docs")
+    await other.create_collection("docs", "m2", 16, "auto")
+    described = await replica.describe("docs")
+    assert (described.model, described.dimensions) == ("m2", 16)
+    await other.delete_collection("docs")
+    with pytest.raises(CollectionNotFound):
+        await replica.describe("docs")
+    await replica.close()
+    await other.close()
+
+
 # ---------------------------------------------------------------- writes
 
 
@@ -383,10 +402,26 @@ async def test_nothing_listening_is_unavailable_not_an_internal_error() -> None:
     await index.close()
 
 
-@pytest.mark.skip(reason="fails when run after the other tests of this file in one session (after the SIGKILL "
-                         "every call is still answered: the index reaches a live server, cause not found yet); passes "
-                         "alone (pytest -k sigkill_during_ingest). SIGKILL durability on PostgreSQL stays covered by "
-                         "tests/index/test_lexical_index.py::test_lexical_hits_survive_a_sigkill_after_acknowledged_uploads")
+async def test_a_killed_server_leaves_no_backend_behind(own_pg_server: PgServer) -> None:
+    """The harness's SIGKILL is a crash of the whole server: the backends of open connections die with
+    the postmaster (they run in sessions of their own, so signalling its process group would miss them,
+    and each would go on answering until it noticed its parent was gone)."""
+    connections = [psycopg.connect(own_pg_server.dsn, autocommit=True) for _ in range(3)]
+    backends = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in connections]  # type: ignore[index]
+    own_pg_server.kill()
+    for connection in connections:
+        with pytest.raises(psycopg.OperationalError) as caught:
+            connection.execute("SELECT 1")
+        # not AdminShutdown ("terminating connection due to unexpected postmaster exit"): a backend that
+        # outlived the kill says that
+        assert type(caught.value) is psycopg.OperationalError, caught.value
+        connection.close()
+    assert all(not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+               for pid in backends)
+    own_pg_server.start()  # crash recovery
+    assert own_pg_server.psql("SELECT 1") == "1"
+
+
 async def test_sigkill_during_ingest_keeps_every_acknowledged_document(own_pg_server: PgServer) -> None:
     """SIGKILL the server mid-ingest: calls fail with StorageUnavailable (never another error) while it
     is down, the same index object works again once it is back, and every acknowledged document is
@@ -500,4 +535,37 @@ async def test_a_shard_that_missed_a_delete_does_not_leak_old_documents(pg_serve
     await index.upsert(new, docs(unit(4, d=8, seed=2), "new"))
     found = (await index.search("docs", unit(1, d=8, seed=3), 10, None, True))[0]
     assert sorted(h.id for h in found) == ["new0", "new1", "new2", "new3"]
+    await index.close()
+
+
+async def test_the_shards_setting_spreads_documents_over_several_clusters(pg_server: PgServer) -> None:
+    """`index.postgres.shards` as the pipeline builds it (two databases of one server stand in for two
+    clusters); the password variable reaches every shard, the DSN overrides (one cluster's) do not."""
+    from deployments.config import IndexConfig
+    from deployments.index.postgres_shards import PostgresShards, postgres_index
+
+    names = [unique_schema() for _ in range(2)]
+    for name in names:
+        pg_server.psql(f"CREATE DATABASE {name}")
+    config = IndexConfig.model_validate({"backend": "postgres", "postgres": {
+        "shards": [{"dsn": pg_server.dsn_for(names[0])}, {"dsn": pg_server.dsn_for(names[1])}],
+        "connect_timeout_s": 2}}).postgres
+    with pytest.raises(ValidationError, match="carries a password"):
+        IndexConfig.model_validate({"postgres": {"shards": [{"dsn": "postgresql://u:secret@db/app"}]}})
+    index = postgres_index(config, environ={"QWEN3_SEARCH_POSTGRES_PASSWORD": "pw",
+                                            "QWEN3_SEARCH_POSTGRES_DSN": "postgresql://elsewhere/x"})
+    assert isinstance(index, PostgresShards)
+    assert [s.config.dsn for s in index.shards] == [pg_server.dsn_for(n) for n in names]
+    assert all(s._connect_kwargs()["password"] == "pw" for s in index.shards)
+    assert isinstance(postgres_index(config.model_copy(update={"shards": []}), environ={}), PostgresIndex)
+
+    info, _ = await index.create_collection("docs", "m", 8, "auto")
+    vectors = unit(40, d=8, seed=7)
+    await index.upsert(info, docs(vectors))
+    counts = [int(pg_server.psql("SELECT count(*) FROM qwen3_search.docs_" + pg_server.psql(
+        "SELECT id FROM qwen3_search.collections", database=n), database=n)) for n in names]
+    assert sum(counts) == 40 and all(counts)
+    query = unit(1, d=8, seed=8)
+    assert [h.id for h in (await index.search("docs", query, 5, None, True))[0]] == [
+        f"d{i}" for i in exact_top(vectors, query[0], 5)]
     await index.close()
