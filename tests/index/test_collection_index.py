@@ -328,18 +328,10 @@ async def test_several_queries_in_one_search(index: Any) -> None:
 # ---------------------------------------------------------------- races
 
 
-def _embedded_resurrects(index: Any) -> None:
-    if index.name == "embedded":
-        pytest.xfail("IndexShard._upsert re-creates a collection it does not know (a shard's first document), "
-                     "so an upload that lands after a delete brings the collection back; ShardedIndex (lead) must "
-                     "check the catalog in the shard's write transaction")
-
-
 async def test_an_upload_after_a_delete_does_not_bring_the_collection_back(index: Any) -> None:
     info = await make(index)
     await index.upsert(info, documents(unit(5)))
     await index.delete_collection("docs")
-    _embedded_resurrects(index)
     with pytest.raises(CollectionNotFound):
         await index.upsert(info, documents(unit(5, seed=1), "late"))
     with pytest.raises(CollectionNotFound):
@@ -349,7 +341,6 @@ async def test_an_upload_after_a_delete_does_not_bring_the_collection_back(index
 
 async def test_a_delete_racing_uploads_is_final(index: Any) -> None:
     info = await make(index)
-    _embedded_resurrects(index)
     outcomes: list[str] = []
 
     async def upload(n: int) -> None:
