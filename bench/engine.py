@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._tokenizer import add_stand_in_option, benchmark_tokenizer, check_model_folder  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
 from deployments.engine.random_model import write_random_model  # noqa: E402
+from deployments.engine.runtime import resolve_device  # noqa: E402
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 
@@ -90,10 +91,16 @@ def table(title: str, tokens: int, rows: list[tuple[str, float]], baseline: str)
         print(f"| {name:<52} | {seconds:8.2f} | {tokens / seconds:9.0f} | {base / seconds:7.2f}x |")
 
 
+def reference_dtype(device: str) -> str:
+    """The references run in float32 on CPU: compare like with like (`auto` is bfloat16 on CPUs with
+    bfloat16 units; bench/cpu_paths.py measures that path)."""
+    return "float32" if resolve_device(device).type == "cpu" else "auto"
+
+
 def bench_embedding(name: str, folder: str, texts: list[str], repeats: int, device: str) -> None:
     from sentence_transformers import SentenceTransformer
 
-    engine = EmbeddingEngine.load(folder, device=device)
+    engine = EmbeddingEngine.load(folder, device=device, dtype=reference_dtype(device))
     st = SentenceTransformer(folder, device=engine.backend.device_t.type)
     tokens = sum(engine.count_tokens(texts))
     t_st, expected = timed(lambda: st.encode(texts, convert_to_numpy=True, normalize_embeddings=True),
@@ -113,7 +120,7 @@ def bench_rerank(folder: str, query: str, documents: list[str], repeats: int, de
     reference = ReferenceReranker(folder)
     if device != "cpu":
         reference.model.to(device)
-    engine = RerankEngine.load(folder, device=device)
+    engine = RerankEngine.load(folder, device=device, dtype=reference_dtype(device))
     tokens = sum(engine.count_tokens(query, documents))
     # The model card scores all pairs in one padded batch; with full-vocabulary logits at every
     # position, 100 documents of up to 512 tokens need ~36 GB, so it is called on slices.

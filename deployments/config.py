@@ -131,7 +131,11 @@ class _ModelConfig(_Config):
                               description="Settings of the ONNX Runtime backend (execution providers, threads).")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description="auto: bfloat16 on GPU, float32 on CPU."
+        default="auto",
+        description="auto: bfloat16 on GPU; on CPU, bfloat16 for the torch backend when the CPU has AVX512-BF16 or "
+        "AMX (measured 2.8-3.1x embedding, 1.5x reranking throughput, SciFact nDCG@10 -0.07), else float32; "
+        "float32 for vLLM on CPU. float32: the exact path, what the model cards' code computes. The onnx backend "
+        "computes in its graph's precision (export-onnx --quantize int8 makes an int8 one).",
     )
     max_length: int = Field(default=8192, ge=16, description="Maximum tokens per input (model card: 8192).")
     max_batch_tokens: int | None = Field(

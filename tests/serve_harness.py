@@ -72,7 +72,8 @@ class ServeApp:
             from deployments.engine import EmbeddingEngine, RerankEngine
 
             folder = str(self.folders[name])
-            self._engines[name] = RerankEngine.load(folder) if "reranker" in name else EmbeddingEngine.load(folder)
+            load = RerankEngine.load if "reranker" in name else EmbeddingEngine.load
+            self._engines[name] = load(folder, dtype="float32")
         return self._engines[name]
 
     def stop(self) -> None:
@@ -93,7 +94,7 @@ EDGE_ENVIRONMENT = {
 
 def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any]:
     small = {"ray_actor_options": {"num_cpus": 0.5}, "health_check_period_s": 1.0, "health_check_timeout_s": 10.0}
-    return {
+    args: dict[str, Any] = {
         "embedding_models": [
             {"model": str(folders["tiny-qwen"]), "name": "tiny-qwen", "batch_wait_ms": 20,
              "deployment": {**small, "max_ongoing_requests": 64}},
@@ -117,6 +118,11 @@ def app_args_for_tests(folders: dict[str, Path], storage: Path) -> dict[str, Any
         # Short, so that a killed replica shows as 503 before its replacement (seconds here) is up.
         "health_timeout_s": 2.0,
     }
+    # The exact path: the HTTP answers are compared with the model cards' code and with engine() in float32
+    # (`auto` is bfloat16 on CPUs with bfloat16 units).
+    for model in args["embedding_models"] + args["reranker_models"]:
+        model["dtype"] = "float32"
+    return args
 
 
 def model_folders(model_factory: Any, minilm_dir: Path, tokenizer: str) -> dict[str, Path]:

@@ -63,7 +63,8 @@ class BackendOptions:
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda, cuda:N."""
     dtype: str = "auto"
-    """auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16."""
+    """auto: bfloat16 on GPU; on CPU bfloat16 for torch when the CPU has bfloat16 units, else float32
+    (each backend resolves it); or float32 (the exact path), bfloat16, float16."""
     max_length: int = 8192
     """Longest token sequence the engine will send (the engine truncates before)."""
     max_batch_tokens: int | None = None

@@ -8,7 +8,8 @@ import torch
 
 from .errors import InvalidInputError, UnsupportedModelError
 
-__all__ = ["resolve_device", "resolve_dtype", "attention_implementation", "load_pretrained", "default_batch_tokens"]
+__all__ = ["resolve_device", "resolve_dtype", "cpu_has_bfloat16_units", "attention_implementation", "load_pretrained",
+           "default_batch_tokens"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -26,12 +27,24 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def cpu_has_bfloat16_units() -> bool:
+    """AVX512-BF16 or AMX: bfloat16 matrix products run in hardware. Elsewhere oneDNN emulates
+    them, slower than float32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on GPU and float32 on CPU (CPUs without bf16 units run bf16 slowly)."""
+    """`auto` is bfloat16 on GPU and on CPUs with bfloat16 units, float32 on other CPUs.
+
+    bench/cpu_paths.py measured bfloat16 on an AMX CPU at 2.8-3.1x the embedding and 1.5x the
+    reranking throughput of float32, with min cosine 0.9999, max score difference 0.004 and
+    SciFact nDCG@10 -0.07 points (README, "CPU fast paths"). `float32` is the exact path: what
+    the model cards' code computes, and what the tests compare in.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_bfloat16_units() else torch.float32
     if dtype not in _DTYPES:
         raise InvalidInputError(f"dtype must be auto or one of {sorted(_DTYPES)}, not {dtype!r}", param="dtype")
     return _DTYPES[dtype]

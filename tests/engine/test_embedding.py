@@ -32,7 +32,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module", params=TOKENIZER_SOURCES)
 def qwen_embedding(request, model_factory):
     folder = model_factory("embedding", request.param)
-    return folder, EmbeddingEngine.load(str(folder))
+    return folder, EmbeddingEngine.load(str(folder), dtype="float32")
 
 
 def test_model_card_example_matches_reference(qwen_embedding):
@@ -105,8 +105,9 @@ def test_unnormalized_output_is_the_raw_last_token_state(qwen_embedding):
 
 @pytest.mark.parametrize("tokenizer", TOKENIZER_SOURCES)
 def test_exactly_one_end_of_text_with_or_without_post_processor(model_factory, tokenizer):
-    with_eot = EmbeddingEngine.load(str(model_factory("embedding", tokenizer)))
-    without_eot = EmbeddingEngine.load(str(model_factory("embedding", tokenizer, end_of_text_post_processor=False)))
+    with_eot = EmbeddingEngine.load(str(model_factory("embedding", tokenizer)), dtype="float32")
+    without_eot = EmbeddingEngine.load(str(model_factory("embedding", tokenizer, end_of_text_post_processor=False)),
+                                      dtype="float32")
     eot = with_eot.tokenizer.token_id("<|endoftext|>")
     texts = ["hello world", "ends with the token already<|endoftext|>", CARD_DOCUMENTS[1]]
     ids_a, ids_b = with_eot.tokenize(texts), without_eot.tokenize(texts)
@@ -131,7 +132,7 @@ def test_token_id_input_equals_text_input(qwen_embedding):
 
 def test_truncation_right_left_and_refusal(model_factory):
     folder = model_factory("embedding", "fallback")
-    engine = EmbeddingEngine.load(str(folder), max_length=32)
+    engine = EmbeddingEngine.load(str(folder), max_length=32, dtype="float32")
     long_text = " ".join(f"word{i}" for i in range(200))
     (right,), (left,) = engine.tokenize([long_text]), engine.tokenize([long_text], truncation_direction="left")
     full = engine.tokenizer.encode([long_text])[0]
@@ -214,7 +215,7 @@ def test_loading_errors(tmp_path, minilm_dir):
 # ---------------- a real sentence-transformers model ----------------
 @pytest.fixture(scope="module")
 def minilm(minilm_dir):
-    return EmbeddingEngine.load(str(minilm_dir))
+    return EmbeddingEngine.load(str(minilm_dir), dtype="float32")
 
 
 def test_minilm_matches_sentence_transformers_encode(minilm, minilm_dir):

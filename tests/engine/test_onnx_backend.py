@@ -53,7 +53,7 @@ def card(reranker_dirs):
 
 @pytest.fixture(scope="module")
 def torch_reranker(reranker_dirs):
-    return RerankEngine.load(str(reranker_dirs[0]), backend="torch")
+    return RerankEngine.load(str(reranker_dirs[0]), backend="torch", dtype="float32")
 
 
 def onnx_reranker(folder: Path, **onnx_options) -> RerankEngine:
@@ -278,7 +278,7 @@ def test_embedding_export_equals_torch_and_the_model_card(embedding_dirs):
     source, folder = embedding_dirs
     assert {"model.onnx", "modules.json", "config_sentence_transformers.json", "tokenizer.json"} <= {
         p.name for p in folder.iterdir()}
-    onnx_engine, torch_engine = EmbeddingEngine.load(str(folder)), EmbeddingEngine.load(str(source))
+    onnx_engine, torch_engine = EmbeddingEngine.load(str(folder)), EmbeddingEngine.load(str(source), dtype="float32")
     assert onnx_engine.info.backend == "onnx" and onnx_engine.info.pooling == "lasttoken"
     assert onnx_engine.dimensions == torch_engine.dimensions
     documents = mixed_texts(24, seed=3, max_words=180)
@@ -298,7 +298,8 @@ def test_embedding_export_equals_torch_and_the_model_card(embedding_dirs):
 
 def test_minilm_export_equals_torch(minilm_dir, tmp_path):
     folder = export(minilm_dir, tmp_path / "minilm")
-    onnx_engine, torch_engine = EmbeddingEngine.load(str(folder)), EmbeddingEngine.load(str(minilm_dir))
+    onnx_engine = EmbeddingEngine.load(str(folder))
+    torch_engine = EmbeddingEngine.load(str(minilm_dir), dtype="float32")
     assert onnx_engine.info.pooling == "mean" and onnx_engine.max_length == torch_engine.max_length
     texts = mixed_texts(20, seed=9, max_words=120)
     assert _cosines(onnx_engine.embed(texts), torch_engine.embed(texts)).min() >= 0.9999

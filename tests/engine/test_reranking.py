@@ -19,7 +19,7 @@ CARD_DOCUMENTS = [
 @pytest.fixture(scope="module", params=TOKENIZER_SOURCES)
 def reranker_pair(request, model_factory):
     folder = model_factory("reranker", request.param)
-    return ReferenceReranker(str(folder)), RerankEngine.load(str(folder))
+    return ReferenceReranker(str(folder)), RerankEngine.load(str(folder), dtype="float32")
 
 
 def test_model_card_example(reranker_pair):
@@ -100,7 +100,7 @@ def test_split_tokenisation_equals_whole_body(reranker_pair):
 def test_truncation_cuts_only_the_body_end(model_factory):
     folder = model_factory("reranker", "fallback")
     reference = ReferenceReranker(str(folder), max_length=96)
-    engine = RerankEngine.load(str(folder), max_length=96)
+    engine = RerankEngine.load(str(folder), max_length=96, dtype="float32")
     documents = mixed_texts(6, seed=8, min_words=40, max_words=120) + ["short one"]
     np.testing.assert_allclose(engine.score("a query", documents), reference.score("a query", documents), atol=1e-4)
     counts = engine.count_tokens("a query", documents)

@@ -94,7 +94,7 @@ def test_http_scores_equal_the_model_card_and_the_torch_backend(onnx_app, folder
     card = np.array(CardOnnxReranker(str(onnx_dir)).score(QUERY, documents))
     assert card.std() > 0.005
     np.testing.assert_allclose(served, card, atol=1e-4)
-    torch_scores = RerankEngine.load(str(source), backend="torch").score(QUERY, documents)
+    torch_scores = RerankEngine.load(str(source), backend="torch", dtype="float32").score(QUERY, documents)
     np.testing.assert_allclose(served, torch_scores, atol=1e-4)
 
     cohere = onnx_app.post("/v2/rerank", json={"query": QUERY, "documents": documents[:5], "top_n": 5}).json()
