@@ -1,6 +1,6 @@
 """CPU fast paths side by side: torch float32 / bfloat16, ONNX Runtime float32 / int8, in one run.
 
-    python bench/cpu_paths.py                        # ~15 min on 2 cores, SciFact included
+    python bench/cpu_paths.py                        # 15-50 min on 2 cores (load), SciFact included
     python bench/cpu_paths.py --scifact-docs 0       # speed and deltas only
     python bench/cpu_paths.py --qwen-size 0.6B --texts 24 --documents 12 --skip minilm
 
