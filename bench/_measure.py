@@ -1,5 +1,6 @@
 """Timing helpers shared by the benchmarks."""
 
+import platform
 import queue
 import threading
 import time
@@ -10,6 +11,18 @@ _T = TypeVar("_T")
 
 Timing = tuple[float, list[float]]
 """Elapsed seconds of a run, and the latency of each request in it."""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the benchmarks' headers; the architecture elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,7 +21,6 @@ built for GPUs.
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._measure import cpu_model  # noqa: E402
 from bench.engine import make_texts, source_words  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
 from deployments.engine.random_model import load_qwen3_tokenizer, write_random_model  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> None:
 
     tokenizer = load_qwen3_tokenizer()
     _, source = source_words()
-    print(f"qwen3-search backends benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+    print(f"qwen3-search backends benchmark, {date.today()}, {cpu_model()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, vllm {vllm.__version__}, device {args.device}, "
           f"dtype {args.dtype}, threads {args.threads}")
     print(f"workload: {source}, 16..512 Qwen3 tokens per text, shuffled; random Qwen3 size {args.qwen_size!r}")

@@ -21,7 +21,6 @@ Weights of the Qwen3 models are random (the hub is unreachable): speed is real, 
 import argparse
 import gc
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._measure import cpu_model  # noqa: E402
 from bench.engine import make_texts, source_words  # noqa: E402
 from bench.quality import load_beir, ndcg_at_10  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
@@ -239,7 +239,7 @@ def main() -> None:
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     isa = [f for f in ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if f" {f}" in flags]
-    print(f"qwen3-search CPU paths, {date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} "
+    print(f"qwen3-search CPU paths, {date.today()}, {cpu_model()}, {os.cpu_count()} "
           f"CPUs ({', '.join(isa) or 'no AVX-512'}), {args.threads} threads, torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}")
     root = Path(tempfile.gettempdir()) / "qwen3-search-bench" / f"cpu-paths-{args.qwen_size}"

@@ -17,7 +17,6 @@ count for every row of a table; each timing is the median of --repeats runs afte
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._measure import cpu_model  # noqa: E402
 from bench._tokenizer import add_stand_in_option, benchmark_tokenizer, check_model_folder  # noqa: E402
 from deployments.engine import EmbeddingEngine, RerankEngine  # noqa: E402
 from deployments.engine.random_model import write_random_model  # noqa: E402
@@ -159,7 +159,7 @@ def main() -> None:
 
     tokenizer = benchmark_tokenizer(args)
     _, source = source_words()
-    print(f"qwen3-search engine benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+    print(f"qwen3-search engine benchmark, {date.today()}, {cpu_model()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
     print(f"workload: {source}, 16..512 Qwen3 tokens per text, shuffled; random Qwen3 size {args.qwen_size!r}")
     root = Path(tempfile.gettempdir()) / "qwen3-search-bench" / args.qwen_size
