@@ -14,11 +14,15 @@ ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 TEI_ERROR_TYPES = {"Validation", "Overloaded", "Unhealthy", "Backend"}
 
 
-def error_of(response: Any, status: int) -> dict[str, Any]:
-    """The error's message, type, param and code, after checking its status and its body's shape."""
+def error_of(response: Any, status: int, *, prefix: str = "") -> dict[str, Any]:
+    """The error's message, type, param and code, after checking its status and its body's shape.
+    `prefix`: the Serve route prefix the application is under (the server reads the path within it)."""
     assert response.status_code == status, response.text
     body = response.json()
-    if error_dialect(response.request.url.path) == "tei":
+    path = response.request.url.path
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix):] or "/"
+    if error_dialect(path) == "tei":
         assert set(body) == {"error", "error_type", "type", "param", "code"}, body
         assert isinstance(body["error"], str) and body["error"] and body["error_type"] in TEI_ERROR_TYPES, body
         return {"message": body["error"], "type": body["type"], "param": body["param"], "code": body["code"]}

@@ -223,7 +223,7 @@ def test_rerank_routes_answer_the_model_card(http, reference_reranker):
     ("/score", {"text_1": ["a", "b"], "text_2": ["x", "y", "z"]}, 422),
 ])
 def test_bad_input_is_still_a_4xx(http, path, body, status):
-    error_of(http.post(path, json=body), status)
+    error_of(http.post(path, json=body), status, prefix=PREFIX)
 
 
 def test_over_long_input_is_truncated_to_max_length(http, vllm_app):
@@ -244,7 +244,7 @@ async def test_concurrent_requests_are_answered_and_overload_gets_429(vllm_app):
         assert statuses[0] == 200 and statuses[-1] == 429, statuses
         refused = next(r for r in responses if r.status_code == 429)
         assert refused.headers["retry-after"] == "2"
-        assert error_of(refused, 429)["type"] == "rate_limit_error"
+        assert error_of(refused, 429, prefix=PREFIX)["type"] == "rate_limit_error"
 
         small = [f"short text number {i}" for i in range(8)]
         answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"input": [t]}) for t in small))
