@@ -19,10 +19,11 @@ HNSW by width (pgvector limits):
 - over 4000 (Qwen3-Embedding-8B): Matryoshka truncation: `halfvec_cosine_ops` on the first
   `truncated_dimensions` dimensions, candidates re-scored at full width.
 `index: exact` collections get no HNSW index; `exact: true` searches disable index scans, so
-Postgres scans and sorts exactly. Filtered HNSW searches use `hnsw.iterative_scan =
-relaxed_order` (results re-sorted), and when an approximate search still returns fewer than
-top_k, the exact search over the matching documents answers instead (a selective filter is
-cheap to scan through the GIN index).
+Postgres scans and sorts exactly. A filter that matches fewer than `exact_filter_below`
+documents (a bounded count decides) is answered exactly over its matches, found through the GIN
+index: the graph would return top_k hits but miss true neighbours. Other filtered HNSW searches
+use `hnsw.iterative_scan = relaxed_order` (results re-sorted), and when one still returns fewer
+than top_k, the exact search over the matching documents answers instead.
 
 Consistency: a write is acknowledged after its COMMIT. An upload locks its collection's catalog
 row (FOR SHARE) in its transaction, and a delete removes that row (waiting for running uploads)
@@ -652,6 +653,9 @@ class PostgresIndex(PostgresLexical):
                 raise InvalidIndexRequest(f"query vectors have {queries.shape[1]} dimensions, collection "
                                           f"{collection!r} has {table.info.dimensions}", param="queries")
             approximate = not exact and table.method != "none"
+            if approximate and parsed and await self._matches_fewer(table, parsed, self.config.exact_filter_below,
+                                                                    read=read):
+                approximate = False  # a selective filter: its few matches, scored exactly, are complete
             results = await self._search(table, queries, k, parsed, approximate=approximate, read=read)
             short = [i for i, hits in enumerate(results) if len(hits) < k] if approximate else []
             if short:  # fewer than k: the graph ran out (selective filter); the exact scan is complete
@@ -662,6 +666,18 @@ class PostgresIndex(PostgresLexical):
             return results
 
         return await self._on_table(collection, run, read=True)
+
+    async def _matches_fewer(self, table: _Table, parsed: ParsedFilter, limit: int, *, read: bool) -> bool:
+        """Whether fewer than `limit` documents match the filter: a count that stops at `limit`, answered
+        through the metadata GIN index when the filter is selective."""
+        if limit < 1:
+            return False
+        condition, params = filter_sql(parsed)
+        statement = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT %(limit)s) AS matching").format(
+            self._qualified(table.table), condition)
+        async with self._transaction(read=read) as conn:
+            row = await (await conn.execute(statement, {**params, "limit": limit})).fetchone()
+        return row is not None and int(row[0]) < limit
 
     def _search_sql(self, table: _Table, k: int, condition: sql.Composable, approximate: bool
                     ) -> tuple[sql.Composed, int]:
