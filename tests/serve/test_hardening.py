@@ -232,8 +232,12 @@ async def test_health_answers_within_5_s_while_hundreds_of_clients_trickle(serve
 
 
 # ------------------------------------------------------------------ fault: a 10x burst is refused fast
-async def _one_request(port: int, request: bytes, go: asyncio.Event) -> tuple[int, float]:
+async def _one_request(port: int, request: bytes, connected: list[None], count: int,
+                       go: asyncio.Event) -> tuple[int, float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connected.append(None)
+    if len(connected) == count:
+        go.set()
     await go.wait()
     started = time.monotonic()
     writer.write(request)
@@ -245,10 +249,12 @@ async def _one_request(port: int, request: bytes, go: asyncio.Event) -> tuple[in
 
 
 async def _burst(port: int, request: bytes, count: int) -> list[tuple[int, float]]:
+    """`count` requests written at once, each on its own connection. The writes start the moment the last
+    connection is open: the edge's head deadline (2 s in the harness) runs from each connection's opening,
+    so idling on open connections first would turn a loaded machine's delays into 408s."""
     go = asyncio.Event()
-    tasks = [asyncio.create_task(_one_request(port, request, go)) for _ in range(count)]
-    await asyncio.sleep(1)  # every connection is open before the burst
-    go.set()
+    connected: list[None] = []
+    tasks = [asyncio.create_task(_one_request(port, request, connected, count, go)) for _ in range(count)]
     return await asyncio.wait_for(asyncio.gather(*tasks), 120)
 
 
