@@ -109,6 +109,21 @@ class PostgresConfig(BaseModel):
         description="HNSW build breadth (pgvector `ef_construction`, at least 2 x m; pgvector's default). "
         "Doubling it roughly doubles insert and build time (bench/index_backends.py) for a little recall.",
     )
+    build_memory_mb: int = Field(
+        default=2048, ge=1,
+        description="Most `maintenance_work_mem` (MB) a bulk HNSW build may take (CREATE INDEX after a migration "
+        "or a load with the index dropped). Each build asks for its graph's estimated size (documents x (vector "
+        "bytes + 40 x hnsw_m + 256), plus a quarter; at least 64 MB), up to this. A graph that does not fit is "
+        "built partly on disk, several times slower (the service logs pgvector's 'hnsw graph no longer fits into "
+        "maintenance_work_mem' notice as a warning naming this setting). A parallel build reserves its memory "
+        "as shared memory (/dev/shm) up front. Keep it well under the database pod's memory limit: 1M documents "
+        "x 1024 dimensions need about 6 GB.",
+    )
+    build_parallel_workers: int | None = Field(
+        default=None, ge=0, le=64,
+        description="`max_parallel_maintenance_workers` for a bulk HNSW build (0: the session's process alone); "
+        "None: the server's setting (PostgreSQL's default is 2, k8s/components/postgres sets 2).",
+    )
     ef_search: int = Field(
         default=100, ge=1, le=1000,
         description="HNSW search breadth (`hnsw.ef_search`), raised per query to the candidates it needs "

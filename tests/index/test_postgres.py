@@ -5,6 +5,8 @@ that kill or stop the server start one of their own.
 """
 
 import asyncio
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from deployments.index.errors import (
     StorageSetupError,
     StorageUnavailable,
 )
-from deployments.index.postgres import PostgresIndex, _RolledBack, filter_sql
+from deployments.index.postgres import PostgresIndex, _RolledBack, filter_sql, hnsw_graph_bytes_per_document
 from deployments.index.postgres_config import PostgresConfig, dsn_has_password
 
 from .conftest import unique_schema
@@ -187,12 +189,11 @@ async def test_hnsw_index_by_width_with_exact_rescoring(pg_server: PgServer, dim
     if dimensions > 4000:
         assert "subvector(embedding, 1, 1024)" in definitions
     queries = clustered(5, d=dimensions, seed=2, centres=8)
-    # The search orders by the very expression the index is built on, so the graph can answer it
-    # (on 400 rows the planner rightly prefers a scan; without one, it must take the index).
-    no_scan = {"enable_seqscan": "off"}
-    plan = await index.explain("wide", queries[0], 10, settings=no_scan)
+    # The search orders by the very expression the index is built on, so the graph answers it (even on
+    # 400 rows, where the planner alone would scan); an exact search never takes the graph.
+    plan = await index.explain("wide", queries[0], 10)
     assert "_hnsw" in plan and "Seq Scan" not in plan, plan
-    assert "_hnsw" not in await index.explain("wide", queries[0], 10, exact=True, settings=no_scan)
+    assert "_hnsw" not in await index.explain("wide", queries[0], 10, exact=True, settings={"enable_seqscan": "off"})
     found = await index.search("wide", queries, 10, None, False)
     exact = await index.search("wide", queries, 10, None, True)
     recalls = []
@@ -215,6 +216,46 @@ async def test_exact_collections_have_no_graph_and_auto_ones_do(pg_server: PgSer
     ids = dict(line.split("=") for line in table_ids.splitlines())
     assert f"docs_{ids['flat']}_hnsw" not in definitions and f"docs_{ids['auto']}_hnsw" in definitions
     await index.close()
+
+
+@pytest.mark.parametrize("dimensions", [64, 1024])
+async def test_a_bulk_build_sizes_its_memory_and_warns_when_the_graph_outgrows_it(
+        pg_server: PgServer, dimensions: int, caplog: pytest.LogCaptureFixture) -> None:
+    """build_index (after a load with the graph dropped) asks for the graph's estimated size. Given a 1 MB
+    ceiling, pgvector says after how many documents the graph no longer fitted: that measures its real
+    bytes per document, which the estimate must cover without gross waste; the spill is logged as a
+    warning naming the setting, and the index is still built. With the default ceiling nothing spills."""
+    vectors = clustered(1500, d=dimensions, seed=3, centres=8)
+    batch = docs(vectors)
+    for ceiling in (1, PostgresConfig().build_memory_mb):
+        index = make_index(pg_server.dsn, build_memory_mb=ceiling)
+        info, _ = await index.create_collection("bulk", "m", dimensions, "hnsw")
+        await index.drop_index("bulk")
+        for start in range(0, len(batch), 500):
+            await index.upsert(info, batch[start:start + 500])
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="deployments.index.postgres"):
+            await index.build_index("bulk")
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "_hnsw" in _indexes(pg_server, index.config.schema_name)
+        # statistics gathered with the build, for the planner (pg_stats is filled by ANALYZE only)
+        analyzed = pg_server.psql(f"SELECT count(*) FROM pg_stats WHERE schemaname = '{index.config.schema_name}' "
+                                  "AND attname = 'metadata'")
+        assert analyzed.strip() == "1", analyzed
+        assert any(f"maintenance_work_mem {1 if ceiling == 1 else 64} MB" in r.getMessage()
+                   for r in caplog.records), caplog.records
+        if ceiling == 1:
+            assert len(warnings) == 1 and "index.postgres.build_memory_mb" in warnings[0], warnings
+            fitted = int(re.search(r"after (\d+) tuples", warnings[0]).group(1))  # type: ignore[union-attr]
+            measured = 2**20 / fitted
+            estimated = hnsw_graph_bytes_per_document(dimensions, "vector", index.config.hnsw_m)
+            assert measured <= estimated <= 2 * measured, (measured, estimated)
+        else:
+            assert warnings == []
+        found = await index.search("bulk", vectors[:3], 5, None, False)
+        assert [hits[0].id for hits in found] == ["d0", "d1", "d2"]
+        await index.delete_collection("bulk")
+        await index.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -269,7 +310,8 @@ async def test_a_selective_filter_is_answered_exactly_over_its_matches(pg_server
         modes: list[bool] = []
         real = index._search
 
-        async def spy(*args: Any, approximate: bool, **kwargs: Any) -> Any:
+        async def spy(*args: Any, approximate: bool, modes: list[bool] = modes, real: Any = real,
+                      **kwargs: Any) -> Any:
             modes.append(approximate)
             return await real(*args, approximate=approximate, **kwargs)
 
