@@ -35,7 +35,7 @@ LAYERS: dict[str, list[str]] = {
     "overlays/cpu": ["base", "overlays/cpu"],
     "overlays/gpu": ["base", "overlays/gpu"],
     "overlays/gpu-8b": ["base", "overlays/gpu", "overlays/gpu-8b"],
-    "overlays/cpu-postgres": ["base", "overlays/cpu", "components/postgres"],
+    "overlays/cpu-postgres": ["base", "overlays/cpu", "components/postgres", "overlays/cpu-postgres"],
     "overlays/gpu-postgres": ["base", "overlays/gpu", "components/postgres"],
 }
 

@@ -25,6 +25,7 @@ from typing import Protocol, TextIO
 
 from .base import CollectionInfo, DocumentWrite
 from .errors import CollectionConflict, IndexError_, StorageLayoutError
+from .postgres_config import DSN_ENV, READ_DSN_ENV, PostgresConfig
 from .store import CollectionRecord, DocumentStore, read_layout
 
 __all__ = ["main", "migrate", "open_stores"]
@@ -117,14 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collection", metavar="NAME", help="copy this collection only (default: all)")
     parser.add_argument("--schema", default="qwen3_search", help="PostgreSQL schema (index.postgres.schema_name)")
     parser.add_argument("--batch-size", type=int, default=500, help="documents per transaction")
+    parser.add_argument("--build-memory-mb", type=int, default=PostgresConfig.model_fields["build_memory_mb"].default,
+                        help="most maintenance_work_mem for each HNSW build, in MB (index.postgres.build_memory_mb: "
+                        "about 6 GB builds a 1M x 1024 graph in memory; keep it under the database's memory)")
     args = parser.parse_args(argv)
 
     from .postgres import PostgresIndex
-    from .postgres_config import DSN_ENV, READ_DSN_ENV, PostgresConfig
 
     async def run() -> None:
         stores = open_stores(args.from_embedded)
-        config = PostgresConfig(schema_name=args.schema, statement_timeout_s=600).model_copy(
+        config = PostgresConfig(schema_name=args.schema, statement_timeout_s=600,
+                                build_memory_mb=args.build_memory_mb).model_copy(
             update={"dsn": args.to_postgres})  # a DSN given here may carry a password
         # --to-postgres wins over $QWEN3_SEARCH_POSTGRES_DSN; the password variables still apply
         environ = {k: v for k, v in os.environ.items() if k not in (DSN_ENV, READ_DSN_ENV)}

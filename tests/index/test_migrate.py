@@ -1,6 +1,7 @@
 """`python -m deployments.index.migrate`: embedded shard files -> PostgreSQL, without re-embedding."""
 
 import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -54,14 +55,17 @@ def postgres_view(dsn: str, schema: str, name: str, queries: np.ndarray) -> tupl
 
 
 def test_migration_copies_documents_and_vectors(pg_server: PgServer, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                capsys: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
     vectors = build_embedded(tmp_path / "index")
     schema = unique_schema()
     argv = ["--from-embedded", str(tmp_path / "index"), "--to-postgres", pg_server.dsn, "--schema", schema,
-            "--batch-size", "100"]
-    assert main(argv) == 0
+            "--batch-size", "100", "--build-memory-mb", "2"]
+    with caplog.at_level(logging.INFO, logger="deployments.index.postgres"):
+        assert main(argv) == 0
     out = capsys.readouterr().out
     assert "papers: 699 documents copied" in out and "notes: 40 documents copied" in out
+    assert "'papers': building its HNSW index over 699 documents with maintenance_work_mem 2 MB" in caplog.text
 
     queries = clustered(3, d=24, seed=3)
     info, hits, document = postgres_view(pg_server.dsn, schema, "papers", queries)
