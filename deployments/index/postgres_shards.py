@@ -39,11 +39,8 @@ def postgres_index(config: PostgresConfig, *, environ: Mapping[str, str] | None 
     """The index `index.postgres` describes: one cluster, or PostgresShards over `config.shards`."""
     if not config.shards:
         return PostgresIndex(config, environ=environ)
-    # Each cluster's DSNs come from the list: $QWEN3_SEARCH_POSTGRES_DSN / _READ_DSN would point every shard
-    # at one cluster, so they are left out; the rest (the password variable) applies to each.
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in (DSN_ENV, READ_DSN_ENV)}
     return PostgresShards.from_dsns(config.model_copy(update={"shards": []}), [s.dsn for s in config.shards],
-                                    [s.read_dsn for s in config.shards], environ=env)
+                                    [s.read_dsn for s in config.shards], environ=environ)
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -64,11 +61,17 @@ class PostgresShards:
     @classmethod
     def from_dsns(cls, config: PostgresConfig, dsns: Sequence[str], read_dsns: Sequence[str | None] | None = None,
                   *, environ: Mapping[str, str] | None = None) -> "PostgresShards":
-        """One shard per primary DSN (and read endpoint), every other setting from `config`."""
+        """One shard per primary DSN (and read endpoint), every other setting from `config`.
+
+        `environ` (os.environ when None) supplies the password variable to each shard; the DSN
+        overrides ($QWEN3_SEARCH_POSTGRES_DSN / _READ_DSN) are left out of it, since they would point
+        every shard at one cluster."""
         reads = list(read_dsns) if read_dsns is not None else [None] * len(dsns)
         if len(reads) != len(dsns):
             raise ValueError(f"{len(dsns)} shard DSNs but {len(reads)} read DSNs")
-        return cls([PostgresIndex(config.model_copy(update={"dsn": dsn, "read_dsn": read}), environ=environ or {})
+        source = os.environ if environ is None else environ
+        env = {k: v for k, v in source.items() if k not in (DSN_ENV, READ_DSN_ENV)}
+        return cls([PostgresIndex(config.model_copy(update={"dsn": dsn, "read_dsn": read}), environ=env)
                     for dsn, read in zip(dsns, reads, strict=True)])
 
     async def close(self) -> None:

@@ -630,6 +630,12 @@ async def test_the_shards_setting_spreads_documents_over_several_clusters(pg_ser
     assert [s.config.dsn for s in index.shards] == [pg_server.dsn_for(n) for n in names]
     assert all(s._connect_kwargs()["password"] == "pw" for s in index.shards)
     assert isinstance(postgres_index(config.model_copy(update={"shards": []}), environ={}), PostgresIndex)
+    with pytest.MonkeyPatch.context() as patch:  # no environ given: the process's, DSN overrides still left out
+        patch.setenv("QWEN3_SEARCH_POSTGRES_PASSWORD", "from-process")
+        patch.setenv("QWEN3_SEARCH_POSTGRES_DSN", "postgresql://elsewhere/x")
+        built = PostgresShards.from_dsns(config.model_copy(update={"shards": []}), ["postgresql://a/x", "postgresql://b/x"])
+        assert [s.config.dsn for s in built.shards] == ["postgresql://a/x", "postgresql://b/x"]
+        assert all(s._connect_kwargs()["password"] == "from-process" for s in built.shards)
 
     info, _ = await index.create_collection("docs", "m", 8, "auto")
     vectors = unit(40, d=8, seed=7)
