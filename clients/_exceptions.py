@@ -150,11 +150,14 @@ class APITimeoutError(APIConnectionError):
 
     hint: str | None
     """What to change for an answer in time (in the message too), e.g. for a search: fewer candidates."""
+    reason: str
+    """What happened, without the hint."""
 
     def __init__(self, message: str = "Request timed out.", *, request: httpx.Request | None = None,
                  request_id: str | None = None, hint: str | None = None) -> None:
         super().__init__(f"{message} {hint}" if hint else message, request=request, request_id=request_id)
         self.hint = hint
+        self.reason = message
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -708,8 +708,7 @@ def _with_cli_hint(error: APITimeoutError, args: argparse.Namespace) -> APITimeo
     hint = ("A search's time is mostly the reranker scoring --top-k candidates per query: pass a smaller --top-k, "
             "--no-rerank, or a larger --timeout SECONDS." if args.handler is cmd_search
             else "Pass a larger --timeout SECONDS.")
-    base = error.message[: -len(error.hint)].rstrip()
-    return APITimeoutError(base, request=error.request, request_id=error.request_id, hint=hint)
+    return APITimeoutError(error.reason, request=error.request, request_id=error.request_id, hint=hint)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
