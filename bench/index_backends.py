@@ -214,7 +214,6 @@ async def run_backend(backend: Any, data: np.ndarray, queries: np.ndarray, truth
                "recall_at_10": recall(found, truths["none"])}
         rows.append(row)
         print(f"  {json.dumps(row)}", file=sys.stderr, flush=True)
-    backend.set_breadth(backend.breadths[0])
     return rows
 
 

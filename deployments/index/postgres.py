@@ -478,13 +478,15 @@ class PostgresIndex(PostgresLexical):
             return sql.SQL("embedding"), sql.SQL("vector_ip_ops")
         if table.method == "halfvec":
             return sql.SQL("(embedding::halfvec({}))").format(sql.Literal(d)), sql.SQL("halfvec_ip_ops")
-        m = min(self.config.truncated_dimensions, d)
+        m = self._indexed_width(table)
         return (sql.SQL("(subvector(embedding, 1, {})::halfvec({}))").format(sql.Literal(m), sql.Literal(m)),
                 sql.SQL("halfvec_cosine_ops"))
 
     def _indexed_width(self, table: _Table) -> int:
-        return min(self.config.truncated_dimensions, table.info.dimensions) if table.method == "truncated" \
-            else table.info.dimensions
+        """Dimensions the HNSW index holds: the first truncated_dimensions of a truncated index, else all."""
+        if table.method == "truncated":
+            return min(self.config.truncated_dimensions, table.info.dimensions)
+        return table.info.dimensions
 
     def _hnsw_ddl(self, table: _Table) -> sql.Composed:
         expression, opclass = self._index_expression(table)
@@ -745,11 +747,10 @@ class PostgresIndex(PostgresLexical):
             "hnsw.iterative_scan": "relaxed_order",
             "hnsw.max_scan_tuples": str(self.config.max_scan_tuples),
         }
-        truncated = table.method == "truncated"
-        m = min(self.config.truncated_dimensions, table.info.dimensions)
+        m = self._indexed_width(table)
 
         def params(query: np.ndarray) -> dict[str, Any]:
-            return {"q": query, "k": k, "c": candidates, "iq": query[:m] if truncated else query, **filter_params}
+            return {"q": query, "k": k, "c": candidates, "iq": query[:m], **filter_params}
 
         return statement, settings, params
 
@@ -818,7 +819,7 @@ def hnsw_build_memory_mb(documents: int, width: int, method: str, m: int, ceilin
     """maintenance_work_mem (MB) to build an HNSW graph over `documents` in memory: the estimate plus
     a quarter, at least 64 MB, at most `ceiling_mb`."""
     estimate = math.ceil(documents * hnsw_graph_bytes_per_document(width, method, m) * 1.25 / 2**20)
-    return max(1, min(ceiling_mb, max(64, estimate)))
+    return min(ceiling_mb, max(64, estimate))
 
 
 def _lock_key(text: str) -> int:

@@ -224,18 +224,31 @@ async def test_a_bulk_build_sizes_its_memory_and_warns_when_the_graph_outgrows_i
     """build_index (after a load with the graph dropped) asks for the graph's estimated size. Given a 1 MB
     ceiling, pgvector says after how many documents the graph no longer fitted: that measures its real
     bytes per document, which the estimate must cover without gross waste; the spill is logged as a
-    warning naming the setting, and the index is still built. With the default ceiling nothing spills."""
+    warning naming the setting, and the index is still built. With the default ceiling nothing spills.
+    `build_parallel_workers` reaches the build's transaction (watched with a spy on `_transaction` that
+    records its settings and calls through; maintenance_work_mem, set the same way, is seen by pgvector)."""
     vectors = clustered(1500, d=dimensions, seed=3, centres=8)
     batch = docs(vectors)
-    for ceiling in (1, PostgresConfig().build_memory_mb):
-        index = make_index(pg_server.dsn, build_memory_mb=ceiling)
+    for ceiling, workers in ((1, 0), (PostgresConfig().build_memory_mb, None)):
+        index = make_index(pg_server.dsn, build_memory_mb=ceiling, build_parallel_workers=workers)
         info, _ = await index.create_collection("bulk", "m", dimensions, "hnsw")
         await index.drop_index("bulk")
         for start in range(0, len(batch), 500):
             await index.upsert(info, batch[start:start + 500])
         caplog.clear()
+        seen: list[dict[str, str]] = []
+        real = index._transaction
+
+        def spy(*, settings: Any = None, real: Any = real, seen: list[dict[str, str]] = seen, **kwargs: Any) -> Any:
+            seen.append(dict(settings or {}))
+            return real(settings=settings, **kwargs)
+
+        index._transaction = spy  # type: ignore[method-assign]
         with caplog.at_level(logging.INFO, logger="deployments.index.postgres"):
             await index.build_index("bulk")
+        index._transaction = real  # type: ignore[method-assign]
+        build = next(settings for settings in seen if "maintenance_work_mem" in settings)
+        assert build.get("max_parallel_maintenance_workers") == (None if workers is None else str(workers)), build
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert "_hnsw" in _indexes(pg_server, index.config.schema_name)
         # statistics gathered with the build, for the planner (pg_stats is filled by ANALYZE only)
